@@ -1,0 +1,1 @@
+"""ConceptDistill: importing this package registers every component."""
