@@ -1,0 +1,1 @@
+"""datasets components (registered on import)."""

@@ -1,0 +1,1 @@
+"""hooks components (registered on import)."""

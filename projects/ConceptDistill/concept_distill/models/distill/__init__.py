@@ -1,0 +1,1 @@
+"""distill components (registered on import)."""

@@ -1,0 +1,1 @@
+"""segmentation components (registered on import)."""

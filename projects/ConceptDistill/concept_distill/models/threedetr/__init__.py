@@ -1,0 +1,1 @@
+"""threedetr components (registered on import)."""

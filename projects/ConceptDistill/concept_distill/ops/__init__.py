@@ -1,0 +1,1 @@
+"""ops components (registered on import)."""
