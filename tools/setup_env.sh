@@ -59,8 +59,8 @@ if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
   # ninja prints [n/N] per compiled file: keep those lines as the progress display.
   MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$PY" -m pip wheel -v --no-deps \
       --no-build-isolation -c "$CONSTRAINTS" "mmcv==$MMCV_VER" -w "$BUILD_TMP" 2>&1 \
-    | tee "$BUILD_TMP/build.log" | grep --line-buffered -E '^\[[0-9]+/[0-9]+\]|Successfully|error' \
-    | sed -u -E 's/^(\[[0-9]+\/[0-9]+\]).* -c ([^ ]+).*/\1 \2/' || true
+    | tee "$BUILD_TMP/build.log" | grep --line-buffered -E '^\s*\[[0-9]+/[0-9]+\]|Successfully|error:' \
+    | sed -u -E 's/^\s*(\[[0-9]+\/[0-9]+\]).* -c ([^ ]+) .*/  \1 \2/' || true
   ls "$BUILD_TMP"/mmcv-*.whl >/dev/null 2>&1 || { echo "[setup] mmcv build failed; log: $BUILD_TMP/build.log" >&2; false; }
   mkdir -p "$WHEEL_DIR"
   # Move into place only when complete, so a killed build never leaves a broken cache.

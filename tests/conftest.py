@@ -1,0 +1,45 @@
+"""Shared pytest fixtures: paths to the real fixtures, GPU marking, registration."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES_ROOT = REPO_ROOT.parent / 'shared' / 'fixtures' / 'real'
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip only tests marked ``gpu`` when CUDA is absent; CPU paths never skip."""
+    if torch.cuda.is_available():
+        return
+    no_gpu = pytest.mark.skip(reason='needs a CUDA device (run on the GPU machine)')
+    for item in items:
+        if 'gpu' in item.keywords:
+            item.add_marker(no_gpu)
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _register_everything() -> None:
+    """Import the plugin (registers components, installs CPU op dispatch) once."""
+    import concept_distill  # noqa: F401
+    from mmdet3d.utils import register_all_modules
+
+    register_all_modules(init_default_scope=True)
+
+
+@pytest.fixture(scope='session')
+def repo_root() -> Path:
+    """The checkout's root."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope='session')
+def fixtures_root() -> Path:
+    """``../shared/fixtures/real``: small real ScanNet / SUN RGB-D / S3DIS samples."""
+    if not FIXTURES_ROOT.is_dir():
+        raise FileNotFoundError(
+            f'real fixtures not found at {FIXTURES_ROOT}: the tests expect ../shared beside '
+            'the checkout')
+    return FIXTURES_ROOT

@@ -1,0 +1,33 @@
+"""Shared set-up for tools/train.py and tools/test.py (config overrides, runner choice)."""
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+
+from mmengine.config import Config
+from mmdet3d.registry import RUNNERS
+from mmengine.runner import Runner
+
+
+def prepare_config(cfg: Config, args: argparse.Namespace) -> Config:
+    """Apply the command-line overrides mmdet3d's tools apply, in the same order."""
+    import concept_distill  # noqa: F401  (registers components; installs CPU op dispatch)
+    from mmdet3d.utils import register_all_modules
+
+    register_all_modules(init_default_scope=False)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if getattr(args, 'trust_checkpoint', False):
+        cfg.trust_checkpoint = True
+    return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Build the config's runner; by default the project's ``ConceptDistillRunner``."""
+    cfg.setdefault('runner_type', 'ConceptDistillRunner')
+    return RUNNERS.build(cfg)
