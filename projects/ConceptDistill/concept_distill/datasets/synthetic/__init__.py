@@ -1,0 +1,7 @@
+"""Synthetic ScanNet-format scenes: furnished rooms, scanned clouds, rendered RGB-D frames."""
+from .furniture import CLASSES, DETECTION_CLASSES
+from .scene import SyntheticFrame, SyntheticScene, make_scene
+from .synthetic_scannet import create_synthetic_scannet, generate_scenes, scene_name
+
+__all__ = ['CLASSES', 'DETECTION_CLASSES', 'SyntheticFrame', 'SyntheticScene',
+           'create_synthetic_scannet', 'generate_scenes', 'make_scene', 'scene_name']
