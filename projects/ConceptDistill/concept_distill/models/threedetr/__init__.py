@@ -1,1 +1,17 @@
-"""threedetr components (registered on import)."""
+"""3DETR as mmdet3d components (registered on import)."""
+from .box_giou import axis_aligned_giou, rotated_giou
+from .fourier_embedding import FourierPositionEmbedding3D
+from .heading_coder import HeadingBinCoder
+from .hungarian_matcher import HungarianMatcher3D
+from .random_cuboid import RandomCuboid3D
+from .set_loss import ThreeDETRSetLoss
+from .threedetr import ThreeDETR
+from .threedetr_decoder import ThreeDETRDecoder
+from .threedetr_encoder import ThreeDETREncoder
+from .threedetr_head import ThreeDETRHead
+
+__all__ = [
+    'FourierPositionEmbedding3D', 'HeadingBinCoder', 'HungarianMatcher3D', 'RandomCuboid3D',
+    'ThreeDETR', 'ThreeDETRDecoder', 'ThreeDETREncoder', 'ThreeDETRHead', 'ThreeDETRSetLoss',
+    'axis_aligned_giou', 'rotated_giou'
+]
