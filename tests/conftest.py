@@ -23,8 +23,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope='session', autouse=True)
 def _register_everything() -> None:
     """Import the plugin (registers components, installs CPU op dispatch) once."""
-    import concept_distill  # noqa: F401
     from mmdet3d.utils import register_all_modules
+
+    import concept_distill  # noqa: F401
 
     register_all_modules(init_default_scope=True)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from mmdet3d.registry import DATASETS, HOOKS, MODELS
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
-from mmdet3d.registry import DATASETS, HOOKS, MODELS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / 'tools'))
@@ -30,10 +30,9 @@ class _ToyRegressor(BaseModel):
         self.fc = torch.nn.Linear(4, 1)
 
     def forward(self, inputs, data_samples=None, mode='tensor'):
-        x = torch.stack(inputs)
-        pred = self.fc(x).squeeze(-1)
+        pred = self.fc(inputs).squeeze(-1)  # default_collate stacked the batch
         if mode == 'loss':
-            return dict(loss=((pred - torch.stack(data_samples)) ** 2).mean())
+            return dict(loss=((pred - data_samples) ** 2).mean())
         return [p for p in pred]
 
 
@@ -71,6 +70,24 @@ class _RecordStartHook(Hook):
         RECORD['end_iter'] = runner.iter
 
 
+class _KilledError(RuntimeError):
+    """Stands in for a run killed mid-way."""
+
+
+@HOOKS.register_module(force=True)
+class _KillAfterHook(Hook):
+    """Kill the run right after the checkpoint of iteration ``at`` was written."""
+
+    priority = 'LOWEST'  # after CheckpointHook (VERY_LOW)
+
+    def __init__(self, at: int = 0) -> None:
+        self.at = at
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if self.at and runner.iter + 1 == self.at:
+            raise _KilledError(f'killed after iter {self.at}')
+
+
 CONFIG = """
 default_scope = 'mmdet3d'
 model = dict(type='_ToyRegressor')
@@ -83,7 +100,7 @@ optim_wrapper = dict(optimizer=dict(type='Adam', lr=0.01))
 param_scheduler = [dict(type='MultiStepLR', by_epoch=False, milestones=[6], gamma=0.1)]
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=4, by_epoch=False),
                      logger=dict(type='LoggerHook', interval=1))
-custom_hooks = [dict(type='_RecordStartHook')]
+custom_hooks = [dict(type='_RecordStartHook'), dict(type='_KillAfterHook')]
 randomness = dict(seed=0)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 log_level = 'WARNING'
@@ -108,10 +125,11 @@ def test_import_from_any_directory(tmp_path: Path) -> None:
 
 
 def test_resume_continues_iteration_and_optimizer(toy_config: Path, tmp_path: Path) -> None:
-    """A run stopped at iter 4 resumes at iter 4 with the saved optimizer state."""
+    """A run killed after iter 4 resumes at iter 4 with the saved optimizer state."""
     work = tmp_path / 'work'
-    train_tool.main([str(toy_config), '--work-dir', str(work),
-                     '--cfg-options', 'train_cfg.max_iters=4'])
+    with pytest.raises(_KilledError):
+        train_tool.main([str(toy_config), '--work-dir', str(work),
+                         '--cfg-options', 'custom_hooks.1.at=4'])
     ckpt = work / 'iter_4.pth'
     assert ckpt.is_file()
     assert not list(work.glob('.tmp-*')), 'atomic save left a temporary file'
@@ -147,8 +165,8 @@ test_dataloader = dict(batch_size=4, num_workers=0,
 test_cfg = dict(type='TestLoop')
 test_evaluator = dict(type='_ToyMSE')
 """
-    from mmengine.evaluator import BaseMetric
     from mmdet3d.registry import METRICS
+    from mmengine.evaluator import BaseMetric
 
     @METRICS.register_module(force=True)
     class _ToyMSE(BaseMetric):

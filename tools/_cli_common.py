@@ -4,15 +4,16 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 
-from mmengine.config import Config
 from mmdet3d.registry import RUNNERS
+from mmengine.config import Config
 from mmengine.runner import Runner
 
 
 def prepare_config(cfg: Config, args: argparse.Namespace) -> Config:
     """Apply the command-line overrides mmdet3d's tools apply, in the same order."""
-    import concept_distill  # noqa: F401  (registers components; installs CPU op dispatch)
     from mmdet3d.utils import register_all_modules
+
+    import concept_distill  # noqa: F401  (registers components; installs CPU op dispatch)
 
     register_all_modules(init_default_scope=False)
     cfg.launcher = args.launcher

@@ -21,9 +21,9 @@ def smoke(clip_model: str, clip_weights: str | None) -> None:
     t0 = time.time()
     import mmdet3d
     import open_clip
-    from mmengine.config import Config
     from mmdet3d.registry import MODELS
     from mmdet3d.utils import register_all_modules
+    from mmengine.config import Config
 
     import concept_distill  # noqa: F401
 
@@ -38,7 +38,8 @@ def smoke(clip_model: str, clip_weights: str | None) -> None:
     print('\nConceptDistill smoke run')
     for name, n in rows:
         print(f'  {name:<48} {n / 1e6:8.2f} M parameters')
-    print(f'  teacher weights: {clip_weights or "none (random init: demonstrates the pipeline only)"}')
+    weights = clip_weights or 'none (random init: demonstrates the pipeline only)'
+    print(f'  teacher weights: {weights}')
     print(f'  built in {time.time() - t0:.1f} s')
 
 

@@ -12,7 +12,7 @@ import sys
 from mmengine.config import Config, DictAction
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _cli_common import build_runner, prepare_config  # noqa: E402
+from _cli_common import build_runner, prepare_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -15,7 +15,7 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _cli_common import build_runner, prepare_config  # noqa: E402
+from _cli_common import build_runner, prepare_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -4,13 +4,14 @@ from __future__ import annotations
 import os
 import os.path as osp
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from mmdet3d.registry import RUNNERS
 from mmengine.dist import master_only
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
-from mmdet3d.registry import RUNNERS
 
 from .checkpoint_io import load_checkpoint_file
 
