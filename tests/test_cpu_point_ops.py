@@ -11,8 +11,16 @@ import math
 import numpy as np
 import pytest
 import torch
-from mmcv.ops import (ball_query, furthest_point_sample, furthest_point_sample_with_dist,
-                      gather_points, grouping_operation, knn, three_interpolate, three_nn)
+from mmcv.ops import (
+    ball_query,
+    furthest_point_sample,
+    furthest_point_sample_with_dist,
+    gather_points,
+    grouping_operation,
+    knn,
+    three_interpolate,
+    three_nn,
+)
 
 from concept_distill.ops import cpu_point_ops, is_installed
 

@@ -68,7 +68,7 @@ def furthest_point_sample(points_xyz: Tensor, num_points: int) -> Tensor:
         xyz = _coords(points_xyz)
         block = _cuda_fps_block(N)
         threads = _threads()
-        if B >= threads or N < 4096:
+        if threads <= B or N < 4096:
             _k().fps_batch(xyz, num_points, block, out)
         else:
             # Small batch, big cloud (inference): parallelise each iteration's scan instead.
@@ -128,7 +128,7 @@ def _topk(queries: np.ndarray, pts: np.ndarray, k: int) -> tuple[np.ndarray, np.
     out_d = np.empty((M, k), dtype=pts.dtype)
     out_i = np.empty((M, k), dtype=np.int64)
     kernels = _k()
-    if M * N <= _BRUTE_FORCE_PAIRS or N <= 4 * k:
+    if M * N <= _BRUTE_FORCE_PAIRS or 4 * k >= N:
         kernels.topk_brute(queries, pts, out_d, out_i)
     else:
         # About k points per cell: a few shells hold the k nearest.
@@ -187,7 +187,7 @@ def knn(k: int, xyz: Tensor, center_xyz: Tensor) -> Tensor:
     _threads()
     kernels = _k()
     for b in range(B):
-        if N <= k:
+        if k >= N:
             rows = np.arange(M, dtype=np.int64)
         else:
             # One extra neighbour shows whether the k-th distance ties with the next.
