@@ -43,12 +43,14 @@ def scannet_data_info(scene: str, boxes: np.ndarray, labels: np.ndarray,
     return info
 
 
-def frame_entry(scene: str, index: int, cam2img: np.ndarray, cam2global: np.ndarray,
+def frame_entry(scene: str, index: int | str, cam2img: np.ndarray, cam2global: np.ndarray,
                 depth2img: np.ndarray | None = None, has_depth: bool = True,
                 img_ext: str = '.jpg') -> dict:
-    """The `frames` item of docs/architecture.md for a frame saved by `write_posed_frame`."""
-    stem = f'posed_images/{scene}/{index:05d}'
-    frame = dict(frame_id=f'{scene}/{index:05d}', img_path=stem + img_ext,
+    """The `frames` item of docs/architecture.md for a frame saved by `write_posed_frame`
+    (`index` an int, named with 5 digits as ScanNet's exporter does, or a file stem)."""
+    name = index if isinstance(index, str) else f'{index:05d}'
+    stem = f'posed_images/{scene}/{name}'
+    frame = dict(frame_id=f'{scene}/{name}', img_path=stem + img_ext,
                  cam2img=_mat4(cam2img).tolist(), cam2global=_mat4(cam2global).tolist())
     if has_depth:
         frame['depth_path'] = stem + '.png'

@@ -77,7 +77,8 @@ def surface_color(mesh: TriMesh, face: np.ndarray, xyz: np.ndarray) -> np.ndarra
     return np.clip(rgb, 0.0, 1.0)
 
 
-def _mesh(tris: list, color, tex_amp: float, tex_freq: float, sample: list | None = None) -> TriMesh:
+def _mesh(tris: list, color, tex_amp: float, tex_freq: float,
+          sample: list | None = None) -> TriMesh:
     tris = np.asarray(tris, dtype=np.float64).reshape(-1, 3, 3)
     n = len(tris)
     return TriMesh(

@@ -5,9 +5,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .furniture import (CEILING_NYU40, CLASSES, FLOOR, FLOOR_NYU40, WALL, WALL_NYU40,
-                        FurnitureClass, build_furniture)
-from .mesh import TriMesh, box, quad, sample_surface, surface_color
+from .furniture import (
+    CEILING_NYU40,
+    CLASSES,
+    FLOOR,
+    FLOOR_NYU40,
+    WALL,
+    WALL_NYU40,
+    FurnitureClass,
+    build_furniture,
+)
+from .mesh import TriMesh, quad, sample_surface, surface_color
 
 WALL_HEIGHT = 2.5
 # Furniture is scanned more densely than walls and floor (per square metre), as in ScanNet

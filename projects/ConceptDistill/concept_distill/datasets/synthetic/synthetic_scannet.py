@@ -8,8 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..scannet_info import (SCANNET_CLASSES, dump_infos, frame_entry, scannet_data_info,
-                            write_posed_frame, write_scene_arrays, write_seg_info)
+from ..scannet_info import (
+    SCANNET_CLASSES,
+    dump_infos,
+    frame_entry,
+    scannet_data_info,
+    write_posed_frame,
+    write_scene_arrays,
+    write_seg_info,
+)
 from .scene import SyntheticScene, make_scene
 
 

@@ -1,0 +1,67 @@
+"""Reading a frame's teacher embeddings from the teacher-feature cache."""
+from __future__ import annotations
+
+from mmcv.transforms import BaseTransform
+from mmdet3d.registry import MODELS, TRANSFORMS
+
+from ..frustum_pairing import PairedDataError
+from ..teacher_cache import TeacherFeatureCache
+
+
+def preprocessing_key(preprocessing: dict | None) -> dict | None:
+    """Comparable form of a `ResizeCropForTeacher` config (type, size, mode, crop)."""
+    if preprocessing is None:
+        return None
+    p = dict(preprocessing)
+    return dict(type=p.get('type', 'ResizeCropForTeacher'), size=list(p.get('size', (224, 224))),
+                mode=p.get('mode', 'squash'), crop=p.get('crop', 'center'))
+
+
+@TRANSFORMS.register_module()
+class LoadTeacherFeatures(BaseTransform):
+    """Put `teacher_global` (D,) and optionally `teacher_tokens` (T, D) of `frame_id` into the
+    results, from a cache written by tools/extract_teacher_features.py.
+
+    The cache key is checked once, when the transform is built: against `teacher` (a
+    CLIPTeacher config, built once to read its `cache_key()`), against `expected_key` (any
+    subset of the key's fields), and against `preprocessing` (the pipeline's
+    `ResizeCropForTeacher` config). A mismatch raises `TeacherCacheError` naming the cache
+    directory and the differing field.
+
+    Args:
+        cache_dir: the cache directory.
+        tokens: also load the cached token set.
+        teacher: teacher config to check the cache against (optional).
+        expected_key: teacher key fields to check (optional).
+        preprocessing: the image preprocessing the cache must have used (optional).
+    """
+
+    def __init__(self, cache_dir: str, tokens: bool = False, teacher: dict | None = None,
+                 expected_key: dict | None = None, preprocessing: dict | None = None) -> None:
+        self.cache = TeacherFeatureCache(cache_dir)
+        self.tokens = tokens
+        self.cache.check_complete()
+        if teacher is not None:
+            self.cache.check_key(dict(teacher=MODELS.build(teacher).cache_key()))
+        if expected_key is not None:
+            self.cache.check_key(dict(teacher=expected_key))
+        if preprocessing is not None:
+            self.cache.check_key(dict(preprocessing=preprocessing_key(preprocessing)))
+        if tokens and not self.cache.index.get('tokens'):
+            self.cache.get(self.cache.index['frame_ids'][0], tokens=True)  # raises, clearly
+
+    def transform(self, results: dict) -> dict:
+        frame_id = results['frame_id']
+        if not self.cache.is_valid(frame_id):
+            raise PairedDataError(f'frame {frame_id} has no teacher features (its image was '
+                                  f'unreadable when {self.cache.cache_dir} was built)',
+                                  results.get('img_path'), 'no_cached_features')
+        g, t = self.cache.get(frame_id, self.tokens)
+        results['teacher_global'] = g
+        if t is not None:
+            results['teacher_tokens'] = t
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{type(self).__name__}(cache_dir={str(self.cache.cache_dir)!r}, '
+                f'tokens={self.tokens})')

@@ -1,0 +1,77 @@
+"""Run the frozen teacher once over every frame of a pre-training config and cache its outputs.
+
+    python tools/extract_teacher_features.py CONFIG [--cache-dir DIR] [--splits train val]
+        [--tokens none|patch|prefix] [--batch-size 16] [--device cpu|cuda]
+        [--teacher-key model.teacher] [--cfg-options k=v ...]
+
+The cache (float16 memory-mapped .npy + index.json, no pickle) is keyed by the teacher's
+`cache_key()` (model name, weights digest, image size/mean/std, mapping) and the image
+preprocessing; a killed run resumes where it stopped. Without --cache-dir, the cache_dir of
+the config's LoadTeacherFeatures transform is used. See docs/data_preparation.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mmengine.config import Config, DictAction
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments."""
+    parser = argparse.ArgumentParser(description='Cache teacher features of paired frames')
+    parser.add_argument('config', help='pre-training config (paired dataloaders + teacher)')
+    parser.add_argument('--cache-dir', default=None)
+    parser.add_argument('--splits', nargs='+', default=['train', 'val'])
+    parser.add_argument('--tokens', choices=['none', 'patch', 'prefix'], default='none',
+                        help='also cache one token set')
+    parser.add_argument('--batch-size', type=int, default=16, help='frames per chunk')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--teacher-key', default='model.teacher',
+                        help='where the teacher config sits in the config')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(argv)
+
+
+def _lookup(cfg, dotted: str):
+    node = cfg
+    for part in dotted.split('.'):
+        node = node[part]
+    return node
+
+
+def _default_cache_dir(cfg) -> str | None:
+    from concept_distill.datasets.teacher_extraction import _unwrap, find_transform
+
+    ds = _unwrap(cfg.train_dataloader['dataset'])
+    t = find_transform(ds['pipeline'], 'LoadTeacherFeatures')
+    return t['cache_dir'] if t else None
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Extract (or resume) and print a JSON summary."""
+    args = parse_args(argv)
+    from mmdet3d.utils import register_all_modules
+    from tqdm import tqdm
+
+    import concept_distill  # noqa: F401  (registers components)
+    from concept_distill.datasets.teacher_extraction import extract_teacher_features
+
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cache_dir = args.cache_dir or _default_cache_dir(cfg)
+    if cache_dir is None:
+        sys.exit('no --cache-dir and no LoadTeacherFeatures(cache_dir=...) in the config')
+    with tqdm(desc='teacher features', unit='frame') as bar:
+        summary = extract_teacher_features(
+            cfg, cache_dir, tuple(args.splits), _lookup(cfg, args.teacher_key), args.tokens,
+            args.batch_size, args.device, progress=bar.update)
+    print(json.dumps({k: v for k, v in summary.items() if k != 'key'}, indent=1))
+    return summary
+
+
+if __name__ == '__main__':
+    main()
