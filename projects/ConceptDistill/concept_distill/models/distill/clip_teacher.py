@@ -247,8 +247,9 @@ class CLIPTeacher(nn.Module):
         if self.training:  # someone bypassed train(); the teacher must stay deterministic
             super().train(False)
         x = self.preprocess(imgs.to(self._mean.device))
-        param = next(self.visual.parameters())
-        pooled, tokens = self.visual(x.to(param.dtype))
+        # open_clip's low precision keeps some tensors (class token, LayerNorms) in fp32; the
+        # input must match the patch-embedding weights.
+        pooled, tokens = self.visual(x.to(_PRECISIONS[self.precision]))
         # Patch tokens leave the tower at its width; project them like the pooled token so they
         # live in the same D-dim space as the global embedding (MaskCLIP-style dense features).
         proj = getattr(self.visual, 'proj', None)

@@ -1,0 +1,161 @@
+"""Concept-alignment loss: transformed concept tokens vs the teacher's semantic targets."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from mmdet3d.registry import MODELS
+from mmengine import dist
+from torch import nn
+
+
+def pool_concepts(concepts: torch.Tensor) -> torch.Tensor:
+    """(B, K, D) concept tokens -> (B, D) student embedding (mean over concepts)."""
+    return concepts.mean(dim=1)
+
+
+def _gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """All-gather (B, D) across ranks keeping this rank's slice differentiable."""
+    world = dist.get_world_size()
+    if world == 1:
+        return x, 0
+    gathered = dist.all_gather(x.detach().contiguous())
+    rank = dist.get_rank()
+    gathered[rank] = x
+    return torch.cat(gathered, dim=0), rank * x.shape[0]
+
+
+@MODELS.register_module()
+class ConceptAlignmentLoss(nn.Module):
+    """Weighted sum of four alignment terms, each returned as its own `loss_*` entry.
+
+    - token-wise (`token_weight`): concept k vs prefix token k of the frozen mapper, cosine
+      (1 - cos) or smooth-L1; needs K concepts == K prefix tokens.
+    - global (`global_weight`): mean-pooled concepts vs the global CLIP embedding, 1 - cos.
+    - contrastive (`contrastive_weight`): InfoNCE between pooled concepts and the global
+      embeddings of the batch (other samples are the negatives); temperature learnable
+      (CLIP's log-parameterised logit scale) or fixed; optionally across GPUs.
+    - set-to-set (`set_weight`): symmetric Chamfer of cosine distances between the K concepts
+      and the P patch tokens (each concept near some patch, each patch near some concept).
+
+    Only the student receives gradients: every target is detached.
+    """
+
+    def __init__(self,
+                 token_weight: float = 0.0,
+                 token_metric: str = 'cosine',
+                 smooth_l1_beta: float = 0.1,
+                 global_weight: float = 1.0,
+                 contrastive_weight: float = 1.0,
+                 temperature: float = 0.07,
+                 learnable_temperature: bool = True,
+                 max_logit_scale: float = 100.0,
+                 symmetric: bool = True,
+                 gather_distributed: bool = True,
+                 set_weight: float = 0.0,
+                 set_symmetric: bool = True) -> None:
+        super().__init__()
+        if token_metric not in ('cosine', 'smooth_l1'):
+            raise ValueError(f"token_metric must be 'cosine' or 'smooth_l1', got {token_metric!r}")
+        if min(token_weight, global_weight, contrastive_weight, set_weight) < 0:
+            raise ValueError('loss weights must be >= 0')
+        if token_weight + global_weight + contrastive_weight + set_weight == 0:
+            raise ValueError('ConceptAlignmentLoss: every term has weight 0')
+        if temperature <= 0:
+            raise ValueError(f'temperature must be > 0, got {temperature}')
+        self.token_weight = token_weight
+        self.token_metric = token_metric
+        self.smooth_l1_beta = smooth_l1_beta
+        self.global_weight = global_weight
+        self.contrastive_weight = contrastive_weight
+        self.symmetric = symmetric
+        self.gather_distributed = gather_distributed
+        self.set_weight = set_weight
+        self.set_symmetric = set_symmetric
+        self.max_log_scale = math.log(max_logit_scale)
+        log_scale = torch.tensor(math.log(1.0 / temperature))
+        if learnable_temperature:
+            self.logit_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer('logit_scale', log_scale)
+
+    @property
+    def needs(self) -> set[str]:
+        """Teacher outputs the active terms read ('global', 'prefix_tokens', 'patch_tokens')."""
+        out = set()
+        if self.global_weight or self.contrastive_weight:
+            out.add('global')
+        if self.token_weight:
+            out.add('prefix_tokens')
+        if self.set_weight:
+            out.add('patch_tokens')
+        return out
+
+    def token_loss(self, concepts: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+        """Concept k vs prefix token k: mean (1 - cos) or mean smooth-L1."""
+        if concepts.shape != prefix.shape:
+            raise ValueError(f'token-wise alignment needs concepts and prefix tokens of one '
+                             f'shape, got {tuple(concepts.shape)} vs {tuple(prefix.shape)} '
+                             f'(set num_concepts = the mapper num_prefix)')
+        if self.token_metric == 'cosine':
+            return (1 - F.cosine_similarity(concepts, prefix, dim=-1)).mean()
+        return F.smooth_l1_loss(concepts, prefix, beta=self.smooth_l1_beta)
+
+    def global_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """Mean (1 - cos) between pooled concepts and the global embedding."""
+        return (1 - F.cosine_similarity(student, teacher, dim=-1)).mean()
+
+    def contrastive_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """InfoNCE over the batch (and over all GPUs when gathering); 0 for a batch of one."""
+        s = F.normalize(student, dim=-1)
+        t = F.normalize(teacher, dim=-1)
+        offset = 0
+        if self.gather_distributed and dist.is_distributed():
+            s_all, offset = _gather_with_grad(s)
+            t_all, _ = _gather_with_grad(t)
+        else:
+            s_all, t_all = s, t
+        scale = self.logit_scale.clamp(max=self.max_log_scale).exp()
+        labels = torch.arange(s.shape[0], device=s.device) + offset
+        loss = F.cross_entropy(scale * s @ t_all.t(), labels)
+        if self.symmetric:
+            loss = 0.5 * (loss + F.cross_entropy(scale * t @ s_all.t(), labels))
+        return loss
+
+    def set_loss(self, concepts: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """Chamfer of cosine distances between concept and patch-token sets."""
+        sim = F.normalize(concepts, dim=-1) @ F.normalize(patches, dim=-1).transpose(1, 2)
+        loss = (1 - sim.max(dim=2).values).mean()
+        if self.set_symmetric:
+            loss = 0.5 * (loss + (1 - sim.max(dim=1).values).mean())
+        return loss
+
+    def forward(self, concepts: torch.Tensor, targets: dict[str, torch.Tensor],
+                prefix_concepts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """concepts (B,K,D); targets from the teacher -> dict of weighted `loss_*` terms.
+
+        `prefix_concepts` are the concepts in the prefix-token width when it differs from D.
+        """
+        missing = self.needs - {k for k, v in targets.items() if v is not None}
+        if missing:
+            raise KeyError(f'ConceptAlignmentLoss: the active terms need teacher outputs '
+                           f'{sorted(missing)} but only {sorted(targets)} were given (configure '
+                           f'a mapping network for prefix tokens, or cache patch tokens)')
+        targets = {k: v.detach() for k, v in targets.items() if v is not None}
+        losses = {}
+        pooled = pool_concepts(concepts)
+        if self.token_weight:
+            student = concepts if prefix_concepts is None else prefix_concepts
+            losses['loss_token'] = self.token_weight * self.token_loss(
+                student, targets['prefix_tokens'])
+        if self.global_weight:
+            losses['loss_global'] = self.global_weight * self.global_loss(
+                pooled, targets['global'])
+        if self.contrastive_weight:
+            losses['loss_contrastive'] = self.contrastive_weight * self.contrastive_loss(
+                pooled, targets['global'])
+        if self.set_weight:
+            losses['loss_set'] = self.set_weight * self.set_loss(concepts,
+                                                                 targets['patch_tokens'])
+        return losses

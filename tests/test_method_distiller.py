@@ -1,0 +1,160 @@
+"""ConceptDistiller on CPU: frozen teacher outside the optimizer, loss / predict modes, cache."""
+from __future__ import annotations
+
+import copy
+import os.path as osp
+
+import mmdet3d
+import pytest
+import torch
+from mmdet3d.registry import MODELS
+from mmdet3d.structures import Det3DDataSample
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+VOTENET_CFG = osp.join(osp.dirname(mmdet3d.__file__), '.mim', 'configs', 'votenet',
+                       'votenet_8xb8_scannet-3d.py')
+# The tiny teacher of test_method_teacher (32-d embedding, 2x2 patches of a 32 px image).
+TINY_CLIP = dict(embed_dim=32,
+                 vision_cfg=dict(image_size=32, layers=2, width=64, head_width=32,
+                                 patch_size=16),
+                 text_cfg=dict(layers=1, width=32, heads=2, vocab_size=64, context_length=8))
+SMALL_POINTS = (128, 64, 32, 16)  # per-level sample counts; parameter shapes do not depend on it
+
+
+def votenet_backbone(num_points: tuple | None = SMALL_POINTS) -> dict:
+    """mmdet3d's VoteNet ScanNet backbone config (optionally with fewer sampled points)."""
+    cfg = copy.deepcopy(Config.fromfile(VOTENET_CFG).model.backbone.to_dict())
+    if num_points is not None:
+        cfg['num_points'] = num_points
+    return cfg
+
+
+def distiller_cfg(**overrides) -> dict:
+    """The project's PointNet2 distiller config, shrunk for CPU tests."""
+    cfg = Config.fromfile(osp.join(REPO, 'configs', '_base_', 'models',
+                                   'pointnet2-sassg_concept-distill.py')).model.to_dict()
+    cfg['backbone']['num_points'] = SMALL_POINTS
+    cfg['teacher'].update(arch_overrides=TINY_CLIP)
+    cfg['concept_extractor'].update(num_concepts=4, embed_dims=32, num_heads=4, num_layers=1)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key].update(value)
+        else:
+            cfg[key] = value
+    return cfg
+
+
+def build_distiller(**overrides):
+    """Build a small ConceptDistiller (random tiny teacher: expected warning)."""
+    with pytest.warns(UserWarning, match='RANDOMLY'):
+        return MODELS.build(distiller_cfg(**overrides))
+
+
+def paired_batch(b: int = 3, n: int = 256, seed: int = 0, img: bool = True) -> dict:
+    """A batch as the paired dataset packs it: points (N, 4) xyz+height, uint8 images."""
+    g = torch.Generator().manual_seed(seed)
+    points, imgs, samples = [], [], []
+    for _ in range(b):
+        xyz = torch.rand(n, 3, generator=g) * torch.tensor([4.0, 4.0, 2.5])
+        points.append(torch.cat([xyz, xyz[:, 2:] - xyz[:, 2:].min()], dim=1))
+        imgs.append(torch.randint(0, 256, (3, 24, 32), generator=g, dtype=torch.uint8))
+        samples.append(Det3DDataSample(metainfo=dict(frame_id=f'f{len(samples)}')))
+    inputs = dict(points=points)
+    if img:
+        inputs['img'] = imgs
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def optim_wrapper_for(model):
+    """The optimizer of the pre-training schedule, built by mmengine's constructor."""
+    sched = Config.fromfile(osp.join(REPO, 'configs', '_base_', 'schedules',
+                                     'concept-distill-pretrain-100e.py'))
+    return build_optim_wrapper(model, sched.optim_wrapper)
+
+
+def test_teacher_is_frozen_outside_optimizer_and_state_dict() -> None:
+    model = build_distiller()
+    teacher_ids = {id(p) for p in model.teacher.parameters()}
+    assert teacher_ids and not teacher_ids & {id(p) for p in model.parameters()}
+    optim = optim_wrapper_for(model)
+    in_optim = {id(p) for g in optim.optimizer.param_groups for p in g['params']}
+    assert not in_optim & teacher_ids
+    assert {id(p) for p in model.backbone.parameters()} <= in_optim
+    assert id(model.alignment_loss.logit_scale) in in_optim
+    assert not any(k.startswith('teacher') for k in model.state_dict())
+    model.train()
+    assert model.training and model.backbone.training and not model.teacher.training
+    assert not any(p.requires_grad for p in model.teacher.parameters())
+    # Device / dtype moves reach the teacher even though it is not a submodule.
+    model.double()
+    assert next(model.teacher.parameters()).dtype == torch.float64
+    model.float()
+    assert next(model.teacher.parameters()).dtype == torch.float32
+
+
+def test_train_step_trains_the_student_only() -> None:
+    torch.manual_seed(0)
+    model = build_distiller()
+    optim = optim_wrapper_for(model)
+    teacher_before = copy.deepcopy(model.teacher.state_dict())
+    backbone_before = copy.deepcopy(model.backbone.state_dict())
+    model.train()
+    log = model.train_step(paired_batch(), optim)
+    log = model.train_step(paired_batch(seed=1), optim)
+    assert {'loss', 'loss_global', 'loss_contrastive', 'loss_set', 'align_cos',
+            'align_top1', 'temperature'} <= set(log)
+    assert torch.isfinite(log['loss'])
+    assert log['loss'].item() == pytest.approx(
+        (log['loss_global'] + log['loss_contrastive'] + log['loss_set']).item(), rel=1e-5)
+    for k, v in model.teacher.state_dict().items():
+        assert torch.equal(v, teacher_before[k]), k
+    changed = [k for k, v in model.backbone.state_dict().items()
+               if v.is_floating_point() and not torch.equal(v, backbone_before[k])]
+    assert any(k.endswith('conv.weight') for k in changed)
+    assert not model.teacher.training
+
+
+def test_predict_returns_student_and_teacher_embeddings() -> None:
+    model = build_distiller()
+    data = paired_batch(b=2)
+    out = model.val_step(data)
+    assert len(out) == 2
+    teacher = model.teacher(torch.stack(data['inputs']['img']))['global']
+    for i, sample in enumerate(out):
+        assert sample.student_embedding.shape == (32,)
+        assert sample.concepts.shape == (4, 32)
+        assert torch.allclose(sample.teacher_embedding, teacher[i], atol=1e-5)
+    concepts = model(model.data_preprocessor(paired_batch(b=2))['inputs'], mode='tensor')
+    assert concepts.shape == (2, 4, 32)
+
+
+def test_cached_targets_bypass_the_teacher(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = build_distiller()
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError('the teacher must not run when the cache provides targets')
+
+    monkeypatch.setattr(model.teacher, 'forward', no_teacher)
+    data = paired_batch(b=2, img=False)
+    for sample in data['data_samples']:
+        sample.teacher_global = torch.randn(32).half()
+        sample.teacher_tokens = torch.randn(4, 32).half()
+    losses = model.loss(**model.data_preprocessor(data, True))
+    assert torch.isfinite(sum(v for k, v in losses.items() if 'loss' in k))
+    # Without a cache and without images there is no target: a clear error.
+    with pytest.raises(KeyError, match='teacher_global'):
+        model.loss(**model.data_preprocessor(paired_batch(b=2, img=False), True))
+
+
+def test_prefix_token_mode_checks_concept_count() -> None:
+    mapping = dict(checkpoint=None, num_prefix=4, prefix_dim=16)
+    loss = dict(token_weight=1.0, set_weight=0.0)
+    model = build_distiller(teacher=dict(mapping=mapping), loss=loss)
+    assert model.prefix_head is not None and model.prefix_head.out_features == 16
+    losses = model.loss(**model.data_preprocessor(paired_batch(b=2), True))
+    assert losses['loss_token'] > 0
+    with pytest.raises(ValueError, match='num_prefix=4'):
+        build_distiller(teacher=dict(mapping=mapping), loss=loss,
+                        concept_extractor=dict(num_concepts=5))

@@ -1,0 +1,127 @@
+"""ConceptAlignmentLoss: hand-computed values, minima, gradients, batch of one."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from concept_distill.models.distill import ConceptAlignmentLoss, alignment_metrics
+
+
+def make_loss(**kwargs) -> ConceptAlignmentLoss:
+    """All terms off unless given; temperature fixed at 1 so logits are plain cosines."""
+    cfg = dict(token_weight=0.0, global_weight=0.0, contrastive_weight=0.0, set_weight=0.0,
+               temperature=1.0, learnable_temperature=False)
+    cfg.update(kwargs)
+    return ConceptAlignmentLoss(**cfg)
+
+
+def test_global_term_hand_values() -> None:
+    loss = make_loss(global_weight=2.0)
+    concepts = torch.tensor([[[1.0, 0.0], [1.0, 0.0]], [[1.0, 0.0], [1.0, 0.0]]])  # pooled e1
+    same = loss(concepts, {'global': torch.tensor([[3.0, 0.0], [1.0, 0.0]])})
+    assert same['loss_global'].item() == pytest.approx(0.0, abs=1e-6)  # scale-invariant minimum
+    ortho = loss(concepts, {'global': torch.tensor([[0.0, 1.0], [-1.0, 0.0]])})
+    # mean(1 - cos) = mean(1 - 0, 1 + 1) = 1.5, weighted by 2.
+    assert ortho['loss_global'].item() == pytest.approx(3.0, abs=1e-6)
+
+
+def test_contrastive_term_hand_values_and_minimum() -> None:
+    loss = make_loss(contrastive_weight=1.0, symmetric=False)
+    s = torch.eye(2).unsqueeze(1)  # (B=2, K=1, D=2): pooled rows e1, e2
+    matched = loss(s, {'global': torch.eye(2)})['loss_contrastive']
+    # logits [[1, 0], [0, 1]] with tau = 1: CE = log(1 + e^-1) for each row.
+    assert matched.item() == pytest.approx(math.log(1 + math.exp(-1)), abs=1e-6)
+    swapped = loss(s, {'global': torch.eye(2).flip(0)})['loss_contrastive']
+    assert swapped.item() == pytest.approx(math.log(1 + math.exp(1)), abs=1e-6)
+    assert matched < swapped
+
+
+def test_contrastive_temperature_scales_logits() -> None:
+    loss = make_loss(contrastive_weight=1.0, temperature=0.5, symmetric=True)
+    s = torch.eye(3).unsqueeze(1)
+    value = loss(s, {'global': torch.eye(3)})['loss_contrastive']
+    # logits: 2 on the diagonal, 0 elsewhere; both directions equal.
+    assert value.item() == pytest.approx(math.log(1 + 2 * math.exp(-2)), abs=1e-6)
+
+
+def test_contrastive_batch_of_one_does_not_crash() -> None:
+    loss = ConceptAlignmentLoss(global_weight=1.0, contrastive_weight=1.0)
+    concepts = torch.randn(1, 4, 8, requires_grad=True)
+    out = loss(concepts, {'global': torch.randn(1, 8)})
+    assert torch.isfinite(out['loss_contrastive'])
+    assert out['loss_contrastive'].item() == pytest.approx(0.0, abs=1e-6)  # no negatives
+    sum(out.values()).backward()
+    assert torch.isfinite(concepts.grad).all() and concepts.grad.abs().sum() > 0
+
+
+def test_token_term_cosine_and_smooth_l1() -> None:
+    prefix = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])
+    cos = make_loss(token_weight=1.0)
+    assert cos(prefix.clone(), {'prefix_tokens': prefix})['loss_token'].item() == pytest.approx(
+        0.0, abs=1e-6)
+    student = torch.tensor([[[0.0, 1.0], [0.0, 2.0]]])  # token 0 orthogonal, token 1 equal
+    assert cos(student, {'prefix_tokens': prefix})['loss_token'].item() == pytest.approx(0.5)
+    sl1 = make_loss(token_weight=1.0, token_metric='smooth_l1', smooth_l1_beta=1.0)
+    assert sl1(prefix.clone(), {'prefix_tokens': prefix})['loss_token'].item() == 0.0
+    # |diff| = 1 on two of four entries, beta 1: 0.5 * 1^2 each -> mean 0.25.
+    assert sl1(student, {'prefix_tokens': prefix})['loss_token'].item() == pytest.approx(0.25)
+    with pytest.raises(ValueError, match='num_concepts'):
+        cos(torch.randn(1, 3, 2), {'prefix_tokens': prefix})
+
+
+def test_set_term_hand_values() -> None:
+    loss = make_loss(set_weight=1.0)
+    patches = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    same = loss(patches.flip(1).clone(), {'patch_tokens': patches})['loss_set']
+    assert same.item() == pytest.approx(0.0, abs=1e-6)  # same set, any order
+    one = loss(torch.tensor([[[2.0, 0.0]]]), {'patch_tokens': patches})['loss_set']
+    # concept->patch: 1 - 1 = 0; patch->concept: mean(0, 1) = 0.5; symmetric mean: 0.25.
+    assert one.item() == pytest.approx(0.25, abs=1e-6)
+
+
+def test_gradients_reach_only_the_student() -> None:
+    loss = ConceptAlignmentLoss(token_weight=1.0, global_weight=1.0, contrastive_weight=1.0,
+                                set_weight=1.0)
+    concepts = torch.randn(3, 4, 8, requires_grad=True)
+    targets = {'global': torch.randn(3, 8, requires_grad=True),
+               'prefix_tokens': torch.randn(3, 4, 8, requires_grad=True),
+               'patch_tokens': torch.randn(3, 5, 8, requires_grad=True)}
+    out = loss(concepts, targets)
+    assert set(out) == {'loss_token', 'loss_global', 'loss_contrastive', 'loss_set'}
+    sum(out.values()).backward()
+    assert concepts.grad is not None and concepts.grad.abs().sum() > 0
+    assert all(t.grad is None for t in targets.values())
+    assert loss.logit_scale.grad is not None  # the learnable temperature trains too
+
+
+def test_combined_terms_are_the_weighted_sum() -> None:
+    torch.manual_seed(0)
+    concepts, glob = torch.randn(4, 2, 6), torch.randn(4, 6)
+    single = {name: make_loss(**{f'{name}_weight': 1.0})(concepts, {'global': glob})
+              for name in ('global', 'contrastive')}
+    both = make_loss(global_weight=0.3, contrastive_weight=2.0)(concepts, {'global': glob})
+    assert both['loss_global'].item() == pytest.approx(
+        0.3 * single['global']['loss_global'].item())
+    assert both['loss_contrastive'].item() == pytest.approx(
+        2.0 * single['contrastive']['loss_contrastive'].item())
+
+
+def test_missing_target_and_bad_config_are_clear_errors() -> None:
+    with pytest.raises(KeyError, match='patch_tokens'):
+        make_loss(set_weight=1.0)(torch.randn(2, 3, 4), {'global': torch.randn(2, 4)})
+    with pytest.raises(ValueError, match='weight 0'):
+        make_loss()
+    with pytest.raises(ValueError, match='temperature'):
+        make_loss(global_weight=1.0, temperature=0.0)
+
+
+def test_alignment_metrics_retrieval_and_chance() -> None:
+    t = torch.eye(8)
+    m = alignment_metrics(t.clone(), t, num_candidates=4)
+    assert m['top1'] == 1.0 and m['cos'] == pytest.approx(1.0) and m['chance'] == 0.25
+    assert m['num_queries'] == 8
+    wrong = alignment_metrics(t[[1, 0, 3, 2, 5, 4, 7, 6]], t, num_candidates=4)
+    assert wrong['top1'] == 0.0
+    assert alignment_metrics(t[:3], t[:3], num_candidates=32)['chance'] == pytest.approx(1 / 3)
