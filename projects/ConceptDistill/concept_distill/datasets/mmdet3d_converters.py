@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import pickle
 import shutil
 import sys
 import tempfile
@@ -39,7 +40,7 @@ def run_indoor_converter(dataset: str, root_path: str | Path, out_dir: str | Pat
     v2 info files in `out_dir`; returns their paths.
 
     The v1 files go to a temporary folder first: mmdet3d's updater pauses 5 s when it
-    rewrites a file in place.
+    rewrites a file in place. Empty splits get no info file.
     """
     root_path, out_dir = Path(root_path).resolve(), Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -52,6 +53,9 @@ def run_indoor_converter(dataset: str, root_path: str | Path, out_dir: str | Pat
             indoor.create_indoor_info_file(str(root_path), dataset, str(tmp), workers=workers)
             written = []
             for v1 in sorted(tmp.glob('*.pkl')):
+                with open(v1, 'rb') as f:
+                    if not pickle.load(f):
+                        continue  # an empty split (mmdet3d's updater fails on those)
                 update.update_pkl_infos(dataset, out_dir=str(out_dir), pkl_path=str(v1))
                 written.append(out_dir / v1.name)
     finally:

@@ -58,6 +58,8 @@ def convert_scannet(root_path: str | Path, out_dir: str | Path | None = None,
     for split, scenes in splits.items():
         scans = root / ('scans_test' if split == 'test' else 'scans')
         for scene in scenes:
+            if scene in frames:  # a scene listed in two splits is prepared once
+                continue
             scene_dir = scans / scene
             if not scene_dir.is_dir():
                 raise FileNotFoundError(f'scene folder not found: {scene_dir} (listed in '
