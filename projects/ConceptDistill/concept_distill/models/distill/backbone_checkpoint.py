@@ -130,7 +130,8 @@ def check_backbone_checkpoint(checkpoint: str | os.PathLike | Mapping,
             parts.append(f'{len(shapes)} shape mismatches [{_short(shapes, 4)}]')
         parts.append('Loading it with init_cfg=Pretrained would leave these weights randomly '
                      'initialised; pre-train the same backbone config as the downstream model.')
-        raise BackboneCheckpointError(' '.join(parts))
+        raise BackboneCheckpointError(' '.join(parts[:1]) + ' ' + '; '.join(parts[1:-1]) + '. '
+                                      + parts[-1])
     return report
 
 

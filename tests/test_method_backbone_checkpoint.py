@@ -1,0 +1,188 @@
+"""Exported backbones: load into mmdet3d's unmodified VoteNet; mismatches are clear errors."""
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+from mmdet3d.registry import MODELS
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from test_method_distiller import (
+    REPO,
+    VOTENET_CFG,
+    build_distiller,
+    optim_wrapper_for,
+    paired_batch,
+    votenet_backbone,
+)
+
+from concept_distill.hooks import PretrainedBackboneCheckHook
+from concept_distill.models.distill import (
+    BackboneCheckpointError,
+    check_backbone_checkpoint,
+    compare_backbone_keys,
+    save_backbone_checkpoint,
+)
+from concept_distill.models.distill.backbone_checkpoint import backbone_meta
+
+sys.path.insert(0, os.path.join(REPO, 'tools'))
+import export_backbone
+
+
+@pytest.fixture(scope='module')
+def trained_backbone() -> dict:
+    """Backbone state after two distillation steps (weights and BN statistics moved)."""
+    torch.manual_seed(0)
+    model = build_distiller()
+    optim = optim_wrapper_for(model)
+    model.train()
+    for seed in range(2):
+        model.train_step(paired_batch(seed=seed), optim)
+    return dict(state=copy.deepcopy(model.backbone.state_dict()),
+                teacher_key=model.teacher.cache_key(),
+                full_state=copy.deepcopy(model.state_dict()))
+
+
+def votenet_with(checkpoint: str) -> torch.nn.Module:
+    """mmdet3d's VoteNet ScanNet model config, unmodified but for the backbone init_cfg."""
+    cfg = Config.fromfile(VOTENET_CFG)
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=checkpoint,
+                                       prefix='backbone.')
+    return MODELS.build(cfg.model)
+
+
+def test_export_loads_into_unmodified_votenet(tmp_path, trained_backbone) -> None:
+    path = str(tmp_path / 'backbone.pth')
+    meta = backbone_meta(votenet_backbone(None), trained_backbone['teacher_key'],
+                         source_config='configs/pretrain/x.py', iteration=2)
+    save_backbone_checkpoint(trained_backbone['state'], meta, path)
+    # Only tensors and plain metadata: torch's safe loader (what `Pretrained` uses) reads it.
+    loaded = torch.load(path, weights_only=True)
+    assert all(k.startswith('backbone.') for k in loaded['state_dict'])
+    assert loaded['meta']['teacher']['weights_digest'] == 'random-init-seed0'
+    assert loaded['meta']['iteration'] == 2 and loaded['meta']['backbone_type'] == 'PointNet2SASSG'
+
+    votenet = votenet_with(path)
+    report = check_backbone_checkpoint(path, votenet.backbone)
+    assert report.missing == [] and report.unexpected == [] and report.shape_mismatch == []
+    before = copy.deepcopy(votenet.backbone.state_dict())
+    votenet.init_weights()
+    after = votenet.backbone.state_dict()
+    for key, value in trained_backbone['state'].items():
+        assert torch.equal(after[key], value), key  # loaded, not a silent random init
+    assert any(not torch.equal(before[k], after[k]) for k in after if after[k].is_floating_point())
+
+
+def test_different_backbone_is_a_clear_error(tmp_path, trained_backbone) -> None:
+    path = str(tmp_path / 'backbone.pth')
+    save_backbone_checkpoint(trained_backbone['state'], backbone_meta(votenet_backbone(None)),
+                             path)
+    other = MODELS.build(dict(type='PointNet2SAMSG', in_channels=4, num_points=(64, 32),
+                              radii=((0.2, 0.4), (0.4, 0.8)), num_samples=((8, 8), (8, 8)),
+                              sa_channels=(((16, 16), (16, 16)), ((32, 32), (32, 32))),
+                              aggregation_channels=(32, 64), fps_mods=('D-FPS', 'D-FPS'),
+                              fps_sample_range_lists=((-1,), (-1,)), dilated_group=(False, False),
+                              out_indices=(1,)))
+    with pytest.raises(BackboneCheckpointError) as err:
+        check_backbone_checkpoint(path, other)
+    msg = str(err.value)
+    assert 'PointNet2SAMSG' in msg and 'PointNet2SASSG' in msg
+    assert 'missing keys' in msg and 'unexpected keys' in msg
+    assert 'FP_modules.0.mlps.layer0.conv.weight' in msg  # keys are named
+    assert '(64,) vs target (16,)' in msg
+
+    # Same type, different input channels (xyz + rgb + height): shape mismatch named.
+    wide = MODELS.build(dict(votenet_backbone(), in_channels=7))
+    with pytest.raises(BackboneCheckpointError, match=r'shape mismatches .*layer0\.conv\.weight'):
+        check_backbone_checkpoint(path, wide)
+
+
+def test_file_without_backbone_keys_is_a_clear_error(tmp_path, trained_backbone) -> None:
+    path = str(tmp_path / 'not_a_backbone.pth')
+    torch.save({'state_dict': {'encoder.weight': torch.zeros(2)}}, path)
+    target = MODELS.build(votenet_backbone())
+    with pytest.raises(BackboneCheckpointError, match="no keys starting with 'backbone.'"):
+        check_backbone_checkpoint(path, target)
+    report = compare_backbone_keys({}, target)
+    assert len(report.missing) == len(target.state_dict())
+
+
+def test_atomic_write_never_silently_replaces_a_different_file(tmp_path,
+                                                               trained_backbone) -> None:
+    path = str(tmp_path / 'b.pth')
+    state = trained_backbone['state']
+    save_backbone_checkpoint(state, {'iteration': 1}, path)
+    mtime = os.stat(path).st_mtime_ns
+    save_backbone_checkpoint(state, {'iteration': 1}, path)  # same content: left alone
+    assert os.stat(path).st_mtime_ns == mtime
+    changed = {k: (v + 1 if v.is_floating_point() else v) for k, v in state.items()}
+    with pytest.raises(FileExistsError, match='different checkpoint'):
+        save_backbone_checkpoint(changed, {'iteration': 1}, path)
+    save_backbone_checkpoint(changed, {'iteration': 1}, path, overwrite=True)
+    key = next(k for k in changed if changed[k].is_floating_point())
+    assert torch.equal(torch.load(path, weights_only=True)['state_dict']['backbone.' + key],
+                       changed[key])
+    assert sorted(os.listdir(tmp_path)) == ['b.pth']  # no temporary files left behind
+
+
+def test_export_tool(tmp_path, trained_backbone, capsys) -> None:
+    # A distiller checkpoint as mmengine writes it, minus the pickled message hub.
+    ckpt = tmp_path / 'iter_2.pth'
+    cfg_text = Config.fromfile(os.path.join(REPO, 'configs', '_base_', 'models',
+                                            'pointnet2-sassg_concept-distill.py')).pretty_text
+    torch.save({'state_dict': trained_backbone['full_state'],
+                'meta': {'iter': 2, 'epoch': 0, 'cfg': cfg_text,
+                         'teacher': trained_backbone['teacher_key']}}, ckpt)
+    out = tmp_path / 'backbone.pth'
+    assert export_backbone.main([str(ckpt), str(out), '--target-config', VOTENET_CFG]) == 0
+    exported = torch.load(out, weights_only=True)
+    assert set(exported['state_dict']) == {'backbone.' + k for k in trained_backbone['state']}
+    assert exported['meta']['iteration'] == 2
+    assert exported['meta']['teacher']['model_name'] == 'ViT-B-16'
+    report = check_backbone_checkpoint(str(out), votenet_with(str(out)).backbone)
+    assert report.ok
+    # Refuses to replace a different file, and a mismatching target is named.
+    other = {k: (v * 0 if v.is_floating_point() else v)
+             for k, v in trained_backbone['full_state'].items()}
+    torch.save({'state_dict': other, 'meta': {'cfg': cfg_text}}, ckpt)
+    assert export_backbone.main([str(ckpt), str(out)]) == 1
+    assert 'refusing to overwrite' in capsys.readouterr().err
+    wide = tmp_path / 'wide.py'
+    wide.write_text(f"_base_ = ['{VOTENET_CFG}']\nmodel = dict(backbone=dict(in_channels=7))\n")
+    assert export_backbone.main([str(ckpt), str(tmp_path / 'x.pth'), '--target-config',
+                                 str(wide)]) == 1
+    assert 'shape mismatches' in capsys.readouterr().err
+    # A pickled training checkpoint is refused unless trusted.
+    torch.save({'state_dict': trained_backbone['full_state'], 'meta': {'cfg': cfg_text},
+                'message_hub': SimpleNamespace(x=1)}, ckpt)
+    assert export_backbone.main([str(ckpt), str(tmp_path / 'y.pth')]) == 1
+    assert '--trust-checkpoint' in capsys.readouterr().err
+    assert export_backbone.main([str(ckpt), str(tmp_path / 'y.pth'),
+                                 '--trust-checkpoint']) == 0
+
+
+def test_downstream_guard_hook(tmp_path, trained_backbone) -> None:
+    good = str(tmp_path / 'good.pth')
+    save_backbone_checkpoint(trained_backbone['state'], {}, good)
+    logger = MMLogger.get_instance('test_method_guard')
+
+    def runner(model: torch.nn.Module) -> SimpleNamespace:
+        return SimpleNamespace(model=model, logger=logger, _load_from=None, _resume=False)
+
+    hook = PretrainedBackboneCheckHook()
+    votenet = votenet_with(good)
+    r = runner(votenet)
+    hook.before_run(r)
+    with pytest.raises(RuntimeError, match='were not loaded'):
+        hook.before_train(r)  # init_weights not run yet: the backbone is still random
+    votenet.init_weights()
+    hook.before_train(r)
+
+    bad = str(tmp_path / 'bad.pth')
+    torch.save({'state_dict': {'backbone.other.weight': torch.zeros(1)}}, bad)
+    with pytest.raises(BackboneCheckpointError, match='unexpected keys'):
+        hook.before_run(runner(votenet_with(bad)))
