@@ -1,4 +1,5 @@
-"""Sparse-conv segmentation parts: CPU voxelisation, spconv on CPU, MinkUNet token adapter.
+"""Sparse-conv segmentation: CPU voxelisation, spconv on CPU, whole-scene seg datasets, and
+the MinkUNet token adapter.
 
 Importing this package makes mmdet3d's own, unmodified MinkUNet (spconv) configs run on CPU
 tensors: ``Det3DDataPreprocessor``'s ``minkunet`` voxelisation stays on the input's device and
@@ -12,12 +13,15 @@ from .cpu_voxelization import (
 )
 from .minkunet_token_adapter import MinkUNetTokenAdapter
 from .spconv_cpu import install_spconv_cpu_dispatch, spconv_cpu_dispatch_installed
+from .whole_scene_seg_datasets import S3DISWholeSceneSegDataset, ScanNetWholeSceneSegDataset
 
 install_device_aware_minkunet_voxelization()
 install_spconv_cpu_dispatch()
 
 __all__ = [
     'MinkUNetTokenAdapter',
+    'S3DISWholeSceneSegDataset',
+    'ScanNetWholeSceneSegDataset',
     'device_aware_minkunet_voxelization_installed',
     'install_device_aware_minkunet_voxelization',
     'install_spconv_cpu_dispatch',
