@@ -22,13 +22,19 @@ def inspection_pipeline(load_dim: int = 6, occlusion_tol: float = 0.1,
 
 
 def load_pair(data_root: str, ann_file: str, index: int = 0, data_prefix: dict | None = None,
+              pixel_origin: float | None = None, decode_size: tuple[int, int] | None = None,
               **pipeline_kwargs) -> dict:
     """dict(img (H, W, 3) uint8, uv (N, 2), xyz (N, 3), rgb (N, 3), depth (N,), frame_id,
     img_path, color_error (mean abs RGB difference 0-1), shuffled_error (same, with the
-    points' colours permuted: the no-correspondence baseline))."""
+    points' colours permuted: the no-correspondence baseline)).
+
+    `pixel_origin` overrides the dataset's intrinsics convention; `decode_size` decodes
+    JPEGs at a reduced scale (as training does)."""
+    pipeline = inspection_pipeline(**pipeline_kwargs)
+    pipeline[1]['decode_size'] = decode_size
     ds = PairedFrameDataset(data_root=data_root, ann_file=ann_file, data_prefix=data_prefix,
-                            pipeline=inspection_pipeline(**pipeline_kwargs), test_mode=True,
-                            skip_bad_frames=False, serialize_data=False)
+                            pipeline=pipeline, test_mode=True, skip_bad_frames=False,
+                            serialize_data=False, pixel_origin=pixel_origin)
     results = ds.pipeline(ds.get_data_info(index))
     pts = results['points']
     cols = pts.attribute_dims['pixel_uv']

@@ -39,8 +39,14 @@ def image_datasets(cfg, splits: tuple[str, ...]) -> tuple[list, dict]:
         ds_cfg = copy.deepcopy(_unwrap(loader['dataset']))
         resize = find_transform(ds_cfg['pipeline'], 'ResizeCropForTeacher')
         if resize is None:
-            raise KeyError(f'{split}_dataloader pipeline has no ResizeCropForTeacher: the '
-                           'cache must know the image preprocessing')
+            # A cache-reading pipeline decodes no image; its LoadTeacherFeatures says how the
+            # cached images were preprocessed.
+            cached = find_transform(ds_cfg['pipeline'], 'LoadTeacherFeatures') or {}
+            resize = copy.deepcopy(cached.get('preprocessing'))
+        if resize is None:
+            raise KeyError(f'{split}_dataloader pipeline has no ResizeCropForTeacher (nor a '
+                           'LoadTeacherFeatures with `preprocessing`): the cache must know '
+                           'the image preprocessing')
         if resize.get('crop') == 'random':
             raise ValueError('random crops cannot be cached; use crop="center"')
         if preprocessing is None:
