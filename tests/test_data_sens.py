@@ -4,8 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from concept_distill.datasets.scannet_sens import (SensFormatError, SensHeader, encode_frame,
-                                                   iter_sens_frames, write_sens)
+from concept_distill.datasets.scannet_sens import (
+    SensFormatError,
+    SensHeader,
+    encode_frame,
+    iter_sens_frames,
+    write_sens,
+)
 
 
 def _stream(tmp_path, n: int = 5, bad: tuple[int, ...] = ()):
