@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..frustum_pairing import visible_points
 from .furniture import DETECTION_CLASSES
 from .rasterizer import rasterize, shade_image
 from .room import SceneObject, camera_poses, generate_room, intrinsics, pick_classes
@@ -13,6 +14,8 @@ from .room import SceneObject, camera_poses, generate_room, intrinsics, pick_cla
 # from 5 cm is useless for pairing).
 _MIN_DEPTH_FILL = 0.6
 _MIN_VIEW_DIST = 0.8
+# ... and so are frames that see under 2% of the scan (a typical ScanNet frame sees 5-30%).
+_MIN_VISIBLE = 0.02
 
 
 @dataclass
@@ -84,6 +87,9 @@ def make_scene(name: str, scene_index: int, rng: np.random.Generator, num_frames
         depth, face = rasterize(room.mesh, world2cam, k, height, width)
         scanned = (face >= 0) & room.mesh.sample[np.maximum(face, 0)]
         if scanned.mean() < _MIN_DEPTH_FILL or np.median(depth[face >= 0]) < _MIN_VIEW_DIST:
+            continue
+        seen, _ = visible_points(xyz, k @ world2cam, (height, width), depth_map=depth)
+        if len(seen) < _MIN_VISIBLE * len(xyz):
             continue
         rgb = shade_image(room.mesh, depth, face, pose, k)
         frames.append(SyntheticFrame(rgb, depth, inv_align @ pose, k))
