@@ -199,7 +199,8 @@ class TeacherFeatureCache:
 
     def is_valid(self, frame_id: str) -> bool:
         """Whether the teacher could read this frame when the cache was built."""
-        return bool(self._arrays['valid'][self.row(frame_id)])
+        r = self.row(frame_id)  # opens the memory maps in this process
+        return bool(self._arrays['valid'][r])
 
     def get(self, frame_id: str, tokens: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """(global (D,), tokens (T, D) or None) as float32 copies."""
