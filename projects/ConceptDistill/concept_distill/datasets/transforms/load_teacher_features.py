@@ -1,8 +1,11 @@
 """Reading a frame's teacher embeddings from the teacher-feature cache."""
 from __future__ import annotations
 
+import logging
+
 from mmcv.transforms import BaseTransform
 from mmdet3d.registry import MODELS, TRANSFORMS
+from mmengine.logging import print_log
 
 from ..frustum_pairing import PairedDataError
 from ..teacher_cache import TeacherFeatureCache
@@ -40,6 +43,8 @@ class LoadTeacherFeatures(BaseTransform):
                  expected_key: dict | None = None, preprocessing: dict | None = None) -> None:
         self.cache = TeacherFeatureCache(cache_dir)
         self.tokens = tokens
+        self._size = tuple(preprocessing_key(preprocessing)['size']) if preprocessing else None
+        self._warned = False
         self.cache.check_complete()
         if teacher is not None:
             self.cache.check_key(dict(teacher=MODELS.build(teacher).cache_key()))
@@ -56,6 +61,14 @@ class LoadTeacherFeatures(BaseTransform):
             raise PairedDataError(f'frame {frame_id} has no teacher features (its image was '
                                   f'unreadable when {self.cache.cache_dir} was built)',
                                   results.get('img_path'), 'no_cached_features')
+        if self._size and tuple(results['img_shape'][:2]) != self._size and not self._warned:
+            # Not fatal for global targets, but token targets need pixel_uv in the teacher's
+            # image: ResizeCropForTeacher (it also works without pixels) belongs before this.
+            print_log(f'LoadTeacherFeatures: img_shape {tuple(results["img_shape"][:2])} is not '
+                      f'the cached preprocessing size {self._size}; pixel_uv are not in teacher-'
+                      'image pixels (add ResizeCropForTeacher before FrustumPointPairing)',
+                      logger='current', level=logging.WARNING)
+            self._warned = True
         g, t = self.cache.get(frame_id, self.tokens)
         results['teacher_global'] = g
         if t is not None:
