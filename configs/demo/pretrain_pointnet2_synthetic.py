@@ -1,0 +1,76 @@
+# The demo's pre-training: VoteNet's PointNet2SASSG distilled from the (cached) CLIP teacher
+# on the synthetic scenes' posed frames; sized for 2 CPU cores. tools/demo.py passes the data
+# root, the cache folder and the length through --cfg-options.
+_base_ = [
+    '../_base_/datasets/scannet-paired.py',
+    '../_base_/models/pointnet2-sassg_concept-distill.py',
+    'mmdet3d::_base_/default_runtime.py',
+]
+custom_imports = dict(imports=['concept_distill'], allow_failed_imports=False)
+
+data_root = 'demo_output/data/'
+teacher_cache = 'demo_output/teacher_cache'
+teacher = {{_base_.model.teacher}}
+image_preprocessing = {{_base_.image_preprocessing}}
+num_points = 8192
+max_iters = 240
+
+# Cached teacher: images are not decoded; LoadTeacherFeatures adds teacher_global and the
+# patch tokens (the default loss's set-to-set term reads them).
+# (index 3 of each pipeline is LoadTeacherFeatures: tools/demo.py sets its cache_dir)
+train_pipeline = [
+    dict(type='LoadScenePoints', coord_type='DEPTH', shift_height=True, load_dim=6,
+         use_dim=[0, 1, 2]),
+    dict(type='LoadPairedImage', with_pixels=False, with_depth=True),
+    dict(type='FrustumPointPairing', num_points=num_points, depth_range=(0.1, 10.0),
+         occlusion_tol=0.1, min_points=512),
+    dict(type='LoadTeacherFeatures', cache_dir=teacher_cache, teacher=teacher, tokens=True,
+         preprocessing=image_preprocessing),
+    dict(type='GlobalAlignment', rotation_axis=2),
+    dict(type='RandomFlip3D', sync_2d=False, flip_ratio_bev_horizontal=0.5,
+         flip_ratio_bev_vertical=0.5),
+    dict(type='GlobalRotScaleTrans', rot_range=[-0.087266, 0.087266],
+         scale_ratio_range=[1.0, 1.0], shift_height=True),
+    dict(type='PackPairedInputs'),
+]
+test_pipeline = [
+    dict(type='LoadScenePoints', coord_type='DEPTH', shift_height=True, load_dim=6,
+         use_dim=[0, 1, 2]),
+    dict(type='LoadPairedImage', with_pixels=False, with_depth=True),
+    dict(type='FrustumPointPairing', num_points=num_points, depth_range=(0.1, 10.0),
+         occlusion_tol=0.1, min_points=512),
+    dict(type='LoadTeacherFeatures', cache_dir=teacher_cache, teacher=teacher, tokens=True,
+         preprocessing=image_preprocessing),
+    dict(type='GlobalAlignment', rotation_axis=2),
+    dict(type='PackPairedInputs'),
+]
+train_dataloader = dict(
+    batch_size=8, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=16, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='ConceptRetrievalMetric')
+test_evaluator = val_evaluator
+
+optim_wrapper = dict(type='OptimWrapper',
+                     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+                     clip_grad=dict(max_norm=10, norm_type=2))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.05, by_epoch=False, begin=0, end=20),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=20, end=max_iters, T_max=max_iters - 20,
+         eta_min=1e-5),
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
+                 val_interval=max_iters)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=10),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters,
+                    max_keep_ckpts=1))
+custom_hooks = [dict(type='ConceptDistillHook')]
+log_processor = dict(by_epoch=False)
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
+randomness = dict(seed=0)
