@@ -101,3 +101,19 @@ def test_scannet_paired_config_on_synthetic_root(syn_root):
     z = sample['inputs']['points'][:, 2].numpy()
     assert -0.3 < np.percentile(z, 1) < 0.3
     assert len(DATASETS.build(dict(ds_cfg, frame_stride=2, max_frames_per_scene=None))) == 2
+
+
+def test_visualize_pairs_tool(fixtures_root, tmp_path, capsys):
+    import sys
+    sys.path.insert(0, str(REPO / 'tools'))
+    try:
+        import visualize_pairs
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / 'pair.png'
+    summary = visualize_pairs.main(['--data-root', str(fixtures_root / 'sunrgbd'),
+                                    '--ann-file', SUN['ann_file'], '--pts-prefix', '',
+                                    '--out', str(out)])
+    assert out.stat().st_size > 10000 and out.read_bytes()[:4] == b'\x89PNG'
+    assert summary['color_error'] < 0.05 < 0.25 < summary['shuffled_error']
+    assert '"color_error"' in capsys.readouterr().out
