@@ -172,17 +172,20 @@ def test_fps_duplicates_and_fewer_points_than_samples() -> None:
     assert ref[20:] == [0] * 80  # all distances zero: CUDA's reduction returns index 0
 
 
-def test_fps_parallel_chunked_path_matches_batch_path() -> None:
+def test_fps_leaf_skipping_is_exact() -> None:
+    """The kd-leaf skipping path gives the plain scan's indices, ties and duplicates included."""
     from concept_distill.ops import numba_point_kernels as k
 
-    xyz = _cloud(_rng(3), 1, 9000)
-    xyz[0, 4000:4010] = xyz[0, 10:20]  # duplicates across chunks
+    rng = _rng(3)
+    xyz = np.concatenate([rng.random((1, 6000, 3)), np.round(rng.random((1, 3000, 3)) * 8) / 8],
+                         1).astype(np.float32)  # a lattice part: many equal distances
+    xyz[0, 4000:4010] = xyz[0, 10:20]
     block = cpu_point_ops._cuda_fps_block(9000)
-    a = np.zeros((1, 300), dtype=np.int32)
-    c = np.zeros(300, dtype=np.int32)
-    k.fps_batch(xyz.numpy(), 300, block, a)
-    k.fps_single_chunked(xyz[0].numpy(), 300, block, 2, c)
-    assert a[0].tolist() == c.tolist() == _ref_fps(xyz[0].numpy(), 300)
+    plain = np.zeros((1, 400), dtype=np.int32)
+    leafy = np.zeros((1, 400), dtype=np.int32)
+    k.fps_batch(xyz, 400, block, plain)
+    k.fps_batch_bucketed(xyz, 400, block, 64, leafy)
+    assert plain[0].tolist() == leafy[0].tolist() == _ref_fps(xyz[0], 400)
 
 
 def test_fps_with_dist_matches_reference() -> None:

@@ -17,8 +17,10 @@ from torch import Tensor
 _CELLS_PER_POINT = 4
 # Below this many point-pairs a brute-force scan beats building a grid.
 _BRUTE_FORCE_PAIRS = 1 << 18
-# Points tested against all boxes at once in points_in_boxes (bounds the (M, T) temporaries).
-_BOX_CHUNK = 1 << 16
+# Kernels with less work than this (elementary steps) run on one thread.
+_PARALLEL_WORK = 1 << 20
+# Points per kd-leaf in furthest point sampling (leaves far from a new sample are skipped).
+_FPS_LEAF = 64
 
 _kernels: ModuleType | None = None
 
@@ -32,10 +34,16 @@ def _k() -> ModuleType:
     return _kernels
 
 
-def _threads() -> int:
-    """Use as many numba threads as torch does (the caller's thread budget)."""
+def _threads(work: float = float('inf')) -> int:
+    """Set numba's thread count for a kernel doing about ``work`` elementary steps.
+
+    As many threads as torch uses (the caller's thread budget), but one for small work: waking
+    a thread team costs more than it saves there, and far more on an oversubscribed machine.
+    """
     import numba
     n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    if work < _PARALLEL_WORK:
+        n = 1
     numba.set_num_threads(n)
     return n
 
@@ -67,13 +75,12 @@ def furthest_point_sample(points_xyz: Tensor, num_points: int) -> Tensor:
     if num_points > 0 and N > 0:
         xyz = _coords(points_xyz)
         block = _cuda_fps_block(N)
-        threads = _threads()
-        if threads <= B or N < 4096:
+        # Leaf skipping leaves roughly a few point updates per sample and point.
+        _threads(B * N * 16)
+        if N <= 2 * _FPS_LEAF:
             _k().fps_batch(xyz, num_points, block, out)
         else:
-            # Small batch, big cloud (inference): parallelise each iteration's scan instead.
-            for b in range(B):
-                _k().fps_single_chunked(xyz[b], num_points, block, threads, out[b])
+            _k().fps_batch_bucketed(xyz, num_points, block, _FPS_LEAF, out)
     return torch.from_numpy(out)
 
 
@@ -82,7 +89,7 @@ def furthest_point_sample_with_dist(points_dist: Tensor, num_points: int) -> Ten
     B, N = points_dist.shape[:2]
     out = np.zeros((B, num_points), dtype=np.int32)
     if num_points > 0 and N > 0:
-        _threads()
+        _threads(B * N * num_points)
         _k().fps_with_dist_batch(_coords(points_dist), num_points, _cuda_fps_block(N), out)
     return torch.from_numpy(out)
 
@@ -111,11 +118,12 @@ def ball_query(min_radius: float, max_radius: float, sample_num: int, xyz: Tenso
     max_r2 = np.float32(max_radius) * np.float32(max_radius)
     # The cell scan must cover every point the float32 test can accept; pad the reach a little.
     reach = float(np.sqrt(np.float64(max_r2))) * (1.0 + 1e-5) + 1e-7
-    _threads()
     kernels = _k()
-    for b in range(B):
-        grid = kernels.build_grid(pts[b], reach, max(_CELLS_PER_POINT * N, 64))
-        kernels.ball_query_grid(ctr[b], min_r2, max_r2, reach, sample_num, *grid, out[b])
+    _threads(B * N)
+    grids = kernels.build_grids(pts, np.full(B, reach), max(_CELLS_PER_POINT * N, 64))
+    # Roughly: each centre scans up to 27 cells, stopping early once it holds sample_num.
+    _threads(B * M * 27 * max(sample_num, N // max(M, 1)))
+    kernels.ball_query_grid(ctr, min_r2, max_r2, reach, sample_num, *grids, out)
     return torch.from_numpy(out)
 
 
@@ -123,19 +131,25 @@ def ball_query(min_radius: float, max_radius: float, sample_num: int, xyz: Tenso
 # Nearest neighbours
 # ----------------------------------------------------------------------------------------------
 def _topk(queries: np.ndarray, pts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest of each query in (distance, index) order: brute force or grid shells."""
-    M, N = queries.shape[0], pts.shape[0]
-    out_d = np.empty((M, k), dtype=pts.dtype)
-    out_i = np.empty((M, k), dtype=np.int64)
+    """Exact k nearest of (B, M, 3) queries in (B, N, 3) points, by (distance, index).
+
+    Brute force for small clouds, else a search of grid shells (same result).
+    """
+    B, M, N = queries.shape[0], queries.shape[1], pts.shape[1]
+    out_d = np.empty((B, M, k), dtype=pts.dtype)
+    out_i = np.empty((B, M, k), dtype=np.int64)
     kernels = _k()
     if M * N <= _BRUTE_FORCE_PAIRS or 4 * k >= N:
+        _threads(B * M * N)
         kernels.topk_brute(queries, pts, out_d, out_i)
     else:
-        # About k points per cell: a few shells hold the k nearest.
-        extent = np.maximum(pts.max(0).astype(np.float64) - pts.min(0), 1e-6)
-        side = float((np.prod(extent) * max(k, 2) / N) ** (1.0 / 3.0))
-        grid = kernels.build_grid(pts, side, max(_CELLS_PER_POINT * N, 64))
-        kernels.topk_grid(queries, *grid, out_d, out_i)
+        # Cells of about k points (if the cloud filled its box): a few shells hold the k nearest.
+        extent = np.maximum(pts.max(1).astype(np.float64) - pts.min(1), 1e-6)
+        sides = (np.prod(extent, axis=1) * max(k, 2) / N) ** (1.0 / 3.0)
+        _threads(B * N)
+        grids = kernels.build_grids(pts, sides, max(_CELLS_PER_POINT * N, 64))
+        _threads(B * M * 64 * k)
+        kernels.topk_grid(queries, *grids, out_d, out_i)
     return out_d, out_i
 
 
@@ -147,26 +161,21 @@ def three_nn(target: Tensor, source: Tensor) -> tuple[Tensor, Tensor]:
     """
     B, N = target.shape[:2]
     dtype = target.dtype
-    dist2 = torch.empty((B, N, 3), dtype=dtype)
-    idx = torch.zeros((B, N, 3), dtype=torch.int32)
     if N == 0:
-        return dist2, idx
+        return torch.empty((B, 0, 3), dtype=dtype), torch.zeros((B, 0, 3), dtype=torch.int32)
     tgt = _coords(target)
     src = _coords(source).astype(tgt.dtype, copy=False)
-    _threads()
-    for b in range(B):
-        d, i = _topk(tgt[b], src[b], 3)
-        missing = i >= src.shape[1]
-        i[missing] = 0
-        d = torch.from_numpy(d).to(dtype)
-        # mmcv keeps its double 1e40 sentinel and stores it in the output dtype (inf in float32).
-        d[torch.from_numpy(missing)] = torch.tensor(1e40, dtype=torch.float64).to(dtype)
-        dist2[b] = d
-        idx[b] = torch.from_numpy(i.astype(np.int32))
+    d, i = _topk(tgt, src, 3)
+    missing = i >= src.shape[1]
+    idx = torch.from_numpy(np.where(missing, 0, i).astype(np.int32))
     if dtype in (torch.float32, torch.float64):
-        # numpy's sqrt is correctly rounded, like CUDA's sqrtf; torch's vectorised CPU sqrt
-        # can be one ulp off.
-        return torch.from_numpy(np.sqrt(dist2.numpy())), idx
+        # mmcv keeps a double 1e40 for a missing neighbour and stores it in the output dtype
+        # (inf in float32: 1e40 overflows it). numpy's sqrt is correctly rounded, like CUDA's sqrtf; torch's
+        # vectorised CPU sqrt can be one ulp off.
+        d[missing] = np.inf if d.dtype == np.float32 else 1e40
+        return torch.from_numpy(np.sqrt(d)), idx
+    dist2 = torch.from_numpy(d).to(dtype)
+    dist2[torch.from_numpy(missing)] = torch.tensor(1e40, dtype=torch.float64).to(dtype)
     return torch.sqrt(dist2), idx
 
 
@@ -184,20 +193,18 @@ def knn(k: int, xyz: Tensor, center_xyz: Tensor) -> Tensor:
         return torch.from_numpy(out)
     pts = _coords(xyz)
     ctr = _coords(center_xyz).astype(pts.dtype, copy=False)
-    _threads()
-    kernels = _k()
-    for b in range(B):
-        if k >= N:
-            rows = np.arange(M, dtype=np.int64)
-        else:
-            # One extra neighbour shows whether the k-th distance ties with the next.
-            d, i = _topk(ctr[b], pts[b], k + 1)
-            d32 = d.astype(np.float32)
-            tied = (d32[:, 1:] == d32[:, :-1]).any(axis=1)
-            out[b] = i[:, :k]
-            rows = np.nonzero(tied)[0].astype(np.int64)
-        if rows.size:
-            kernels.knn_heap_rows(ctr[b], pts[b], rows, k, out[b])
+    if k >= N:
+        tied = np.ones((B, M), dtype=bool)
+    else:
+        # One extra neighbour shows whether the k-th distance ties with the next.
+        d, i = _topk(ctr, pts, k + 1)
+        d32 = d.astype(np.float32)
+        tied = (d32[..., 1:] == d32[..., :-1]).any(axis=-1)
+        out[:] = i[..., :k]
+    rows = np.argwhere(tied).astype(np.int64)
+    if len(rows):
+        _threads(len(rows) * N)
+        _k().knn_heap_rows(ctr, pts, rows, k, out)
     return torch.from_numpy(out)
 
 
@@ -245,10 +252,12 @@ def three_interpolate(features: Tensor, indices: Tensor, weight: Tensor) -> Tens
     peak memory is two (B, C, N) tensors rather than a (B, C, N, 3) one.
     """
     C = features.shape[1]
+    # Contiguous per-neighbour index and weight planes: gather is slow on strided indices.
+    idx = indices.long().permute(2, 0, 1).contiguous()
+    w = weight.permute(2, 0, 1).contiguous()
     out = None
     for j in range(3):
-        term = torch.gather(features, 2, _flat_index(indices[:, :, j], C))
-        term = term * weight[:, None, :, j]
+        term = torch.gather(features, 2, _flat_index(idx[j], C)).mul_(w[j][:, None, :])
         out = term if out is None else out.add_(term)
     return out
 
@@ -257,50 +266,48 @@ def three_interpolate_backward(grad_out: Tensor, indices: Tensor, weight: Tensor
                                m: int) -> Tensor:
     """(B, C, N) gradient -> (B, C, M) gradient of the features (weights get none, as mmcv)."""
     B, C = grad_out.shape[:2]
+    idx = indices.long().permute(2, 0, 1).contiguous()
+    w = weight.permute(2, 0, 1).contiguous()
     grad = grad_out.new_zeros((B, C, m))
     for j in range(3):
-        grad.scatter_add_(2, _flat_index(indices[:, :, j], C), grad_out * weight[:, None, :, j])
+        grad.scatter_add_(2, _flat_index(idx[j], C), grad_out * w[j][:, None, :])
     return grad
 
 
 # ----------------------------------------------------------------------------------------------
 # Points in boxes
 # ----------------------------------------------------------------------------------------------
-def _in_boxes(points: Tensor, boxes: Tensor) -> Tensor:
-    """(M, 3) points, (T, 7) bottom-centred yawed boxes -> (M, T) bool, mmcv's CUDA test."""
-    cx, cy, cz, xs, ys, zs, rz = boxes.unbind(-1)
-    cz = cz + zs / 2  # the boxes' z is the bottom centre
-    x, y, z = points[:, 0:1], points[:, 1:2], points[:, 2:3]
-    inside = ~((z - cz).abs() > zs / 2)
-    cosa, sina = torch.cos(-rz), torch.sin(-rz)
-    sx, sy = x - cx, y - cy
-    lx = sx * cosa + sy * (-sina)
-    ly = sx * sina + sy * cosa
-    inside &= (lx > -xs / 2) & (lx < xs / 2)
-    inside &= (ly > -ys / 2) & (ly < ys / 2)
-    return inside
+def _points_in_boxes(points: Tensor, boxes: Tensor, want_all: bool) -> tuple[Tensor, Tensor]:
+    """Run the numba box test with the box parameters rounded as mmcv's CUDA kernel does."""
+    B, M = points.shape[:2]
+    T = boxes.shape[1]
+    pts = _coords(points)
+    bx = boxes.detach().to(torch.float64).numpy()
+    dtype = pts.dtype
+    centre = np.empty((B, T, 3), dtype=dtype)
+    centre[..., :2] = bx[..., :2]
+    # CUDA: `cz += z_size / 2.0` in double, stored back into the float box centre.
+    centre[..., 2] = bx[..., 2] + bx[..., 5] / 2.0
+    half = bx[..., 3:6] / 2.0
+    rz = (-bx[..., 6]).astype(dtype)
+    cosa, sina = np.cos(rz), np.sin(rz)
+    out_all = np.zeros((B, M, T) if want_all else (1, 1, 1), dtype=np.int32)
+    out_part = np.full((B, M), -1, dtype=np.int32)
+    if M and T:
+        _threads(B * M * T)
+        _k().points_in_boxes(pts, centre, half, cosa, sina, want_all, out_all, out_part)
+    return torch.from_numpy(out_all), torch.from_numpy(out_part)
 
 
 def points_in_boxes_all(points: Tensor, boxes: Tensor) -> Tensor:
-    """(B, M, 3) points, (B, T, 7) boxes -> (B, M, T) int32, 1 where a point is in a box."""
-    B, M = points.shape[:2]
-    T = boxes.shape[1]
-    out = torch.zeros((B, M, T), dtype=torch.int32)
-    for b in range(B):
-        for s in range(0, M, _BOX_CHUNK):
-            out[b, s:s + _BOX_CHUNK] = _in_boxes(points[b, s:s + _BOX_CHUNK], boxes[b]).int()
-    return out
+    """(B, M, 3) points, (B, T, 7) boxes -> (B, M, T) int32, 1 where a point is in a box.
+
+    Boxes are (x, y, z, x_size, y_size, z_size, yaw) with z the bottom centre; a point is
+    inside when |z - zc| <= z_size / 2 and strictly inside the yawed rectangle, as mmcv's CUDA.
+    """
+    return _points_in_boxes(points, boxes, want_all=True)[0]
 
 
 def points_in_boxes_part(points: Tensor, boxes: Tensor) -> Tensor:
     """(B, M, 3) points, (B, T, 7) boxes -> (B, M) int32: first box holding a point, or -1."""
-    B, M = points.shape[:2]
-    out = torch.full((B, M), -1, dtype=torch.int32)
-    if boxes.shape[1] == 0:
-        return out
-    for b in range(B):
-        for s in range(0, M, _BOX_CHUNK):
-            inside = _in_boxes(points[b, s:s + _BOX_CHUNK], boxes[b])
-            first = inside.int().argmax(dim=1).int()  # argmax returns the first maximum
-            out[b, s:s + _BOX_CHUNK] = torch.where(inside.any(dim=1), first, -1)
-    return out
+    return _points_in_boxes(points, boxes, want_all=False)[1]
