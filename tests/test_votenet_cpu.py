@@ -31,7 +31,7 @@ def _scene_points(fixtures_root: Path, num_points: int, seed: int) -> torch.Tens
 
 def _fake_ground_truth(points: torch.Tensor, seed: int):
     """Three boxes around scene points; instance/semantic masks from the points in them."""
-    from mmdet3d.structures import Det3DDataSample, DepthInstance3DBoxes, PointData
+    from mmdet3d.structures import DepthInstance3DBoxes, Det3DDataSample, PointData
 
     rng = np.random.default_rng(seed)
     centres = points[rng.choice(len(points), 3, replace=False), :3]
@@ -77,7 +77,7 @@ def test_votenet_train_step_on_cpu(votenet: torch.nn.Module, fixtures_root: Path
 
 
 def test_votenet_predict_on_cpu(votenet: torch.nn.Module, fixtures_root: Path) -> None:
-    from mmdet3d.structures import Det3DDataSample, DepthInstance3DBoxes
+    from mmdet3d.structures import DepthInstance3DBoxes, Det3DDataSample
 
     votenet.eval()
     points = _scene_points(fixtures_root, 40000, seed=2)  # VoteNet's test-time PointSample

@@ -164,9 +164,17 @@ def ref_points_in_boxes_part(points, boxes) -> torch.Tensor:
 # 1. Operator table
 # ----------------------------------------------------------------------------------------------
 def bench_ops(scene: np.ndarray, repeat: int) -> list[str]:
-    from mmcv.ops import (ball_query, furthest_point_sample, furthest_point_sample_with_dist,
-                          gather_points, grouping_operation, knn, three_interpolate, three_nn)
-    from mmcv.ops import points_in_boxes_cpu
+    from mmcv.ops import (
+        ball_query,
+        furthest_point_sample,
+        furthest_point_sample_with_dist,
+        gather_points,
+        grouping_operation,
+        knn,
+        points_in_boxes_cpu,
+        three_interpolate,
+        three_nn,
+    )
     boxes_mod = importlib.import_module('mmcv.ops.points_in_boxes')
 
     rows = []
@@ -316,7 +324,7 @@ def bench_train_share(scene: np.ndarray, repeat: int) -> list[str]:
 # ----------------------------------------------------------------------------------------------
 def bench_inference(scene: np.ndarray, repeat: int) -> list[str]:
     from mmdet3d.registry import MODELS
-    from mmdet3d.structures import Det3DDataSample, DepthInstance3DBoxes
+    from mmdet3d.structures import DepthInstance3DBoxes, Det3DDataSample
     from torch.profiler import ProfilerActivity, profile
 
     from concept_distill.ops import PROFILE_PREFIX
@@ -373,8 +381,9 @@ def main() -> None:
     parser.add_argument('--out', type=Path, default=None, help='write the markdown here')
     args = parser.parse_args()
 
-    import concept_distill  # noqa: F401  (installs the CPU dispatch)
     from mmdet3d.utils import register_all_modules
+
+    import concept_distill  # noqa: F401  (installs the CPU dispatch)
     register_all_modules(init_default_scope=True)
 
     if not args.scene.is_file():

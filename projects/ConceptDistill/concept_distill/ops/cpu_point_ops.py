@@ -170,8 +170,8 @@ def three_nn(target: Tensor, source: Tensor) -> tuple[Tensor, Tensor]:
     idx = torch.from_numpy(np.where(missing, 0, i).astype(np.int32))
     if dtype in (torch.float32, torch.float64):
         # mmcv keeps a double 1e40 for a missing neighbour and stores it in the output dtype
-        # (inf in float32: 1e40 overflows it). numpy's sqrt is correctly rounded, like CUDA's sqrtf; torch's
-        # vectorised CPU sqrt can be one ulp off.
+        # (inf in float32: 1e40 overflows it). numpy's sqrt is correctly rounded, like CUDA's
+        # sqrtf; torch's vectorised CPU sqrt can be one ulp off.
         d[missing] = np.inf if d.dtype == np.float32 else 1e40
         return torch.from_numpy(np.sqrt(d)), idx
     dist2 = torch.from_numpy(d).to(dtype)
