@@ -15,6 +15,19 @@ from ..models.distill.backbone_checkpoint import (
 )
 
 
+def _cache_transforms(dataset) -> list:  # noqa: ANN001
+    """Pipeline transforms holding a teacher-feature cache, through dataset wrappers."""
+    if dataset is None:
+        return []
+    inner = [getattr(dataset, 'dataset', None)] + list(getattr(dataset, 'datasets', []) or [])
+    found = [t for t in getattr(getattr(dataset, 'pipeline', None), 'transforms', [])
+             if hasattr(getattr(t, 'cache', None), 'check_key')]
+    for sub in inner:
+        if sub is not None and sub is not dataset:
+            found += _cache_transforms(sub)
+    return found
+
+
 @HOOKS.register_module()
 class ConceptDistillHook(Hook):
     """Keeps the CLIP teacher frozen, logs alignment, writes downstream-ready backbones.
@@ -71,7 +84,7 @@ class ConceptDistillHook(Hook):
             raise RuntimeError(f'{leaked} teacher parameters are in the optimizer; the teacher '
                                'must stay frozen')
         model.log_alignment = self.log_alignment
-        self._check_cache(runner, teacher)
+        self._check_cache(runner, model)
         key = teacher.cache_key()
         runner.logger.info(f'ConceptDistillHook: teacher {key["model_name"]} weights '
                            f'{key["weights_digest"]}, image size {key["image_size"]}, '
@@ -81,23 +94,23 @@ class ConceptDistillHook(Hook):
                                   'this run demonstrates the pipeline only.')
 
     @staticmethod
-    def _check_cache(runner, teacher) -> None:
-        """A dataset that reads a teacher-feature cache must have been made by this teacher."""
-        loop = getattr(runner, 'train_loop', None)
-        dataset = getattr(getattr(loop, 'dataloader', None), 'dataset', None)
-        cache_key = getattr(dataset, 'teacher_cache_key', None)
-        if callable(cache_key):
-            cache_key = cache_key()
-        if cache_key is None:
-            return
-        expected = teacher.cache_key()
-        diff = sorted(k for k in set(expected) | set(cache_key)
-                      if expected.get(k) != cache_key.get(k))
-        if diff:
-            details = '; '.join(f'{k}: cache {cache_key.get(k)!r} vs teacher {expected.get(k)!r}'
-                                for k in diff)
-            raise ValueError(f'the teacher-feature cache does not match the configured teacher '
-                             f'({details}); re-run tools/extract_teacher_features.py')
+    def _check_cache(runner, model) -> None:  # noqa: ANN001
+        """Every teacher-feature cache the loops read must come from this model's teacher."""
+        key = model.teacher.cache_key()
+        token_names = dict(patch='patch_tokens', prefix='prefix_tokens')
+        for name in ('_train_loop', '_val_loop', '_test_loop'):
+            loop = getattr(runner, name, None)
+            dataset = getattr(getattr(loop, 'dataloader', None), 'dataset', None)
+            for transform in _cache_transforms(dataset):
+                transform.cache.check_key(dict(teacher=key))
+                # the cache index records its token set as {'name': 'patch', 'shape': [...]}
+                cached = (transform.cache.index.get('tokens') or {}).get('name')
+                if cached and getattr(transform, 'tokens', False) and \
+                        token_names.get(cached) != model.cached_tokens:
+                    raise ValueError(
+                        f'the teacher-feature cache {transform.cache.cache_dir} holds {cached} '
+                        f'tokens but the model reads cached tokens as {model.cached_tokens!r}; '
+                        f'set model.cached_tokens={token_names.get(cached)!r}')
 
     def before_train_epoch(self, runner) -> None:
         """`runner.model.train()` at each epoch start must not wake the teacher."""
