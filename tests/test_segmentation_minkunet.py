@@ -148,3 +148,17 @@ def test_whole_scene_datasets_visit_every_scene_once(fixtures_root: Path) -> Non
     scannet = DATASETS.build(_dataset_cfg(Config.fromfile(str(SCANNET)), 'train', fixtures_root,
                                           'scannet'))
     assert isinstance(scannet, ScanNetSegDataset) and len(scannet) == 1
+
+
+def test_backbone_builds_twice_from_one_config() -> None:
+    """mmdet3d's MinkUNetBackbone inserts into the lists it is given; concept_distill copies."""
+    cfg = Config.fromfile(str(SCANNET))
+    backbone_cfg = cfg.model.backbone
+    first = MODELS.build(backbone_cfg)
+    second = MODELS.build(backbone_cfg)
+    assert backbone_cfg.encoder_channels == [32, 64, 128, 256]
+    assert backbone_cfg.decoder_channels == [256, 128, 96, 96]
+    assert first.state_dict().keys() == second.state_dict().keys()
+    defaults = [MODELS.build(dict(type='MinkUNetBackbone', sparseconv_backend='spconv'))
+                for _ in range(2)]  # the constructor's default lists are not mutated either
+    assert defaults[0].state_dict().keys() == defaults[1].state_dict().keys()

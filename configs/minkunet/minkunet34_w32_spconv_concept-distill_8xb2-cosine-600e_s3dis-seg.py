@@ -1,13 +1,16 @@
 # MinkUNet34 (w32, spconv) on S3DIS segmentation (Area 5 test), backbone initialised from ConceptDistill
-# pre-training (configs/pretrain/minkunet34_w32_spconv_concept-distill_scannet-frames.py).
-# Point `checkpoint` at the backbone file that pre-training exports, e.g.
-#   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/<run>/backbone.pth
+# pre-training (configs/pretrain/minkunet34_w32_spconv_concept-distill_8xb8-100e_scannet-frames.py),
+# whose run exports `backbone_latest.pth` into its work dir (the default path below). For
+# another file: --cfg-options model.backbone.init_cfg.checkpoint=PATH
 _base_ = ['./minkunet34_w32_spconv_8xb2-cosine-600e_s3dis-seg.py']
 
 model = dict(
     backbone=dict(
         init_cfg=dict(
             type='Pretrained',
-            checkpoint='work_dirs/minkunet34_w32_spconv_concept-distill_scannet-frames/'
-            'backbone.pth',
+            checkpoint='work_dirs/minkunet34_w32_spconv_concept-distill_8xb8-100e_scannet-frames/'
+            'backbone_latest.pth',
             prefix='backbone.')))
+
+# mmengine's Pretrained init only warns about mismatched keys; this stops the run instead.
+custom_hooks = [dict(type='PretrainedBackboneCheckHook')]
