@@ -340,7 +340,9 @@ def test_mmdet3d_boxes_use_the_cpu_kernel() -> None:
 @pytest.mark.gpu
 def test_cpu_matches_mmcv_cuda_kernels() -> None:
     rng = _rng(14)
-    xyz = _cloud(rng, 2, 4000, scale=2.0)
+    # Coordinates on a 1/64 lattice: every squared distance is exact in float32, so nvcc's
+    # fused multiply-adds cannot move one by an ulp, and equal distances (ties) abound.
+    xyz = torch.from_numpy(rng.integers(0, 128, (2, 4000, 3)).astype(np.float32) / 64)
     xyz[:, 100:110] = xyz[:, 0:1]  # duplicates
     ctr = xyz[:, :300].contiguous()
     feats = torch.from_numpy(rng.random((2, 8, 4000)).astype(np.float32))
@@ -352,8 +354,8 @@ def test_cpu_matches_mmcv_cuda_kernels() -> None:
 
     for cpu_out, gpu_out in [both(furthest_point_sample, xyz, 512),
                              both(furthest_point_sample, xyz[:, :50].contiguous(), 80),
-                             both(ball_query, 0.0, 0.2, 32, xyz, ctr),
-                             both(ball_query, 0.1, 0.5, 16, xyz, ctr),
+                             both(ball_query, 0.0, 0.25, 32, xyz, ctr),
+                             both(ball_query, 0.125, 0.5, 16, xyz, ctr),
                              both(knn, 16, xyz, ctr, False)]:
         assert torch.equal(cpu_out, gpu_out.cpu())
     dist = (torch.cdist(xyz[:, :300], xyz[:, :300]) ** 2).contiguous()
@@ -366,8 +368,9 @@ def test_cpu_matches_mmcv_cuda_kernels() -> None:
     for fn, args in [(grouping_operation, (feats, idx)),
                      (gather_points, (feats, idx[:, :, 0].contiguous())),
                      (three_interpolate, (feats, ci, torch.rand(2, 4000, 3)))]:
-        cpu_in = [a.clone().requires_grad_() if a.is_floating_point() else a for a in args]
-        gpu_in = [a.to(cuda).requires_grad_() if a.is_floating_point() else a.to(cuda)
+        cpu_in = [a.detach().clone().requires_grad_() if a.is_floating_point() else a
+                  for a in args]
+        gpu_in = [a.detach().to(cuda).requires_grad_() if a.is_floating_point() else a.to(cuda)
                   for a in args]
         cpu_out, gpu_out = fn(*cpu_in), fn(*gpu_in)
         torch.testing.assert_close(cpu_out, gpu_out.cpu())
@@ -377,5 +380,11 @@ def test_cpu_matches_mmcv_cuda_kernels() -> None:
     pts = torch.rand(2, 3000, 3) * 4 - 2
     boxes = torch.cat([torch.rand(2, 8, 3) * 2 - 1, torch.rand(2, 8, 3) + 0.3,
                        torch.rand(2, 8, 1) * 6 - 3], -1)
+    axis_aligned = torch.cat([boxes[..., :6], torch.zeros(2, 8, 1)], -1)
     for fn in (_boxes_module.points_in_boxes_all, _boxes_module.points_in_boxes_part):
-        assert torch.equal(fn(pts, boxes), fn(pts.to(cuda), boxes.to(cuda)).cpu())
+        # Without yaw the box test is exact arithmetic: identical results.
+        assert torch.equal(fn(pts, axis_aligned), fn(pts.to(cuda), axis_aligned.to(cuda)).cpu())
+        # With yaw, CUDA's cosf/sinf and fused multiply-adds may move a point lying within an
+        # ulp of a face; allow no more than that.
+        mismatch = (fn(pts, boxes) != fn(pts.to(cuda), boxes.to(cuda)).cpu()).float().mean()
+        assert mismatch < 1e-3
