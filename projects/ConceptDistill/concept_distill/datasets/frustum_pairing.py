@@ -40,11 +40,14 @@ def project(xyz: np.ndarray, proj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     `proj` is intrinsics @ world-to-camera, so the third homogeneous coordinate is the depth
     along the optical axis. Points at depth <= 0 get uv = nan.
     """
-    xyz = np.asarray(xyz, dtype=np.float64)
-    uvw = xyz @ proj[:3, :3].T + proj[:3, 3]
-    z = uvw[:, 2]
+    # float32 throughout: converting a 100k-point cloud to float64 costs more than the whole
+    # projection, and float32 keeps pixel coordinates to ~1e-3 px.
+    xt = np.ascontiguousarray(np.asarray(xyz)[:, :3].T, dtype=np.float32)
+    m = np.asarray(proj, dtype=np.float64)
+    uvw = m[:3, :3].astype(np.float32) @ xt + m[:3, 3:4].astype(np.float32)
+    z = uvw[2]
     with np.errstate(divide='ignore', invalid='ignore'):
-        uv = uvw[:, :2] / z[:, None]
+        uv = (uvw[:2] / z).T
     uv[z <= 0] = np.nan
     return uv, z
 
