@@ -213,6 +213,16 @@ def test_ball_query_matches_reference(rmin: float, rmax: float, s: int) -> None:
         np.testing.assert_array_equal(idx[b].numpy(), ref)
 
 
+def test_ball_query_on_a_lattice_excludes_the_exact_radius() -> None:
+    """Lattice points: many points at exactly max_radius (excluded) and min_radius (kept)."""
+    xyz = torch.from_numpy(_rng(15).integers(0, 16, (2, 800, 3)).astype(np.float32) / 8)
+    ctr = xyz[:, ::20].contiguous()
+    idx = ball_query(0.125, 0.25, 24, xyz, ctr)
+    for b in range(2):
+        ref = _ref_ball_query(xyz[b].numpy(), ctr[b].numpy(), 0.125, 0.25, 24)
+        np.testing.assert_array_equal(idx[b].numpy(), ref)
+
+
 def test_ball_query_edge_cases() -> None:
     xyz = torch.tensor([[[0, 0, 0], [5, 5, 5], [0.1, 0, 0], [0.1, 0, 0], [9, 9, 9]]],
                        dtype=torch.float32)
