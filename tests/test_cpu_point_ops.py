@@ -180,12 +180,30 @@ def test_fps_leaf_skipping_is_exact() -> None:
     xyz = np.concatenate([rng.random((1, 6000, 3)), np.round(rng.random((1, 3000, 3)) * 8) / 8],
                          1).astype(np.float32)  # a lattice part: many equal distances
     xyz[0, 4000:4010] = xyz[0, 10:20]
+    xyz = np.concatenate([xyz, xyz[:, ::-1]])  # batch 2
     block = cpu_point_ops._cuda_fps_block(9000)
-    plain = np.zeros((1, 400), dtype=np.int32)
-    leafy = np.zeros((1, 400), dtype=np.int32)
-    k.fps_batch(xyz, 400, block, plain)
-    k.fps_batch_bucketed(xyz, 400, block, 64, leafy)
-    assert plain[0].tolist() == leafy[0].tolist() == _ref_fps(xyz[0], 400)
+    outs = [np.zeros((2, 400), dtype=np.int32) for _ in range(3)]
+    k.fps_batch(xyz, 400, block, outs[0])
+    k.fps_batch_bucketed(xyz, 400, block, 64, outs[1])
+    k.fps_batch_bucketed_serial(xyz, 400, block, 64, outs[2])
+    for b in range(2):
+        ref = _ref_fps(xyz[b], 400)
+        assert all(o[b].tolist() == ref for o in outs)
+
+
+def _fps_in_child(xyz: torch.Tensor) -> list:
+    return furthest_point_sample(xyz, 256).tolist()
+
+
+def test_ops_work_in_a_process_forked_after_parallel_use() -> None:
+    """DataLoader workers are forked: GNU OpenMP would terminate them, serial kernels do not."""
+    import multiprocessing
+
+    xyz = _cloud(_rng(16), 4, 20000)
+    cpu_point_ops._kernel('fps_batch', math.inf)  # the parent's OpenMP team is started
+    expected = furthest_point_sample(xyz, 256).tolist()
+    with multiprocessing.get_context('fork').Pool(1) as pool:
+        assert pool.apply_async(_fps_in_child, (xyz,)).get(timeout=120) == expected
 
 
 def test_fps_with_dist_matches_reference() -> None:

@@ -7,6 +7,8 @@ kernels (``numba_point_kernels``); gathers, scatters and box tests are vectorise
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
@@ -23,29 +25,32 @@ _PARALLEL_WORK = 1 << 20
 _FPS_LEAF = 64
 
 _kernels: ModuleType | None = None
+# The process that started numba's OpenMP thread team. GNU OpenMP cannot be used again in a
+# process forked after that (numba terminates the child), so forked children such as
+# DataLoader workers run the serial kernels.
+_omp_pid: int | None = None
 
 
-def _k() -> ModuleType:
-    """The numba kernels, imported on first use so `import concept_distill` stays fast."""
-    global _kernels
+def _kernel(name: str, work: float) -> Callable:
+    """The numba kernel ``name`` for about ``work`` elementary steps: parallel or serial.
+
+    Parallel on as many threads as torch uses (the caller's thread budget) when there is
+    enough work to pay for waking a thread team (far more so on an oversubscribed machine) and
+    the process may use OpenMP; otherwise its ``_serial`` twin, on the calling thread.
+    """
+    global _kernels, _omp_pid
     if _kernels is None:
+        # Imported on first use so that `import concept_distill` stays fast.
         from . import numba_point_kernels
         _kernels = numba_point_kernels
-    return _kernels
-
-
-def _threads(work: float = float('inf')) -> int:
-    """Set numba's thread count for a kernel doing about ``work`` elementary steps.
-
-    As many threads as torch uses (the caller's thread budget), but one for small work: waking
-    a thread team costs more than it saves there, and far more on an oversubscribed machine.
-    """
     import numba
-    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    if work < _PARALLEL_WORK:
-        n = 1
-    numba.set_num_threads(n)
-    return n
+    threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+    pid = os.getpid()
+    if threads > 1 and work >= _PARALLEL_WORK and _omp_pid in (None, pid):
+        _omp_pid = pid
+        numba.set_num_threads(threads)
+        return getattr(_kernels, name)
+    return getattr(_kernels, name + '_serial')
 
 
 def _coords(t: Tensor) -> np.ndarray:
@@ -76,11 +81,11 @@ def furthest_point_sample(points_xyz: Tensor, num_points: int) -> Tensor:
         xyz = _coords(points_xyz)
         block = _cuda_fps_block(N)
         # Leaf skipping leaves roughly a few point updates per sample and point.
-        _threads(B * N * 16)
         if N <= 2 * _FPS_LEAF:
-            _k().fps_batch(xyz, num_points, block, out)
+            _kernel('fps_batch', B * N * num_points)(xyz, num_points, block, out)
         else:
-            _k().fps_batch_bucketed(xyz, num_points, block, _FPS_LEAF, out)
+            # Leaf skipping leaves a few point updates per sample and point.
+            _kernel('fps_batch_bucketed', B * N * 16)(xyz, num_points, block, _FPS_LEAF, out)
     return torch.from_numpy(out)
 
 
@@ -89,8 +94,8 @@ def furthest_point_sample_with_dist(points_dist: Tensor, num_points: int) -> Ten
     B, N = points_dist.shape[:2]
     out = np.zeros((B, num_points), dtype=np.int32)
     if num_points > 0 and N > 0:
-        _threads(B * N * num_points)
-        _k().fps_with_dist_batch(_coords(points_dist), num_points, _cuda_fps_block(N), out)
+        _kernel('fps_with_dist_batch', B * N * num_points)(
+            _coords(points_dist), num_points, _cuda_fps_block(N), out)
     return torch.from_numpy(out)
 
 
@@ -118,12 +123,10 @@ def ball_query(min_radius: float, max_radius: float, sample_num: int, xyz: Tenso
     max_r2 = np.float32(max_radius) * np.float32(max_radius)
     # The cell scan must cover every point the float32 test can accept; pad the reach a little.
     reach = float(np.sqrt(np.float64(max_r2))) * (1.0 + 1e-5) + 1e-7
-    kernels = _k()
-    _threads(B * N)
-    grids = kernels.build_grids(pts, np.full(B, reach), max(_CELLS_PER_POINT * N, 64))
+    grids = _kernel('build_grids', B * N)(pts, np.full(B, reach), max(_CELLS_PER_POINT * N, 64))
     # Roughly: each centre scans up to 27 cells, stopping early once it holds sample_num.
-    _threads(B * M * 27 * max(sample_num, N // max(M, 1)))
-    kernels.ball_query_grid(ctr, min_r2, max_r2, reach, sample_num, *grids, out)
+    _kernel('ball_query_grid', B * M * 27 * max(sample_num, N // max(M, 1)))(
+        ctr, min_r2, max_r2, reach, sample_num, *grids, out)
     return torch.from_numpy(out)
 
 
@@ -138,18 +141,14 @@ def _topk(queries: np.ndarray, pts: np.ndarray, k: int) -> tuple[np.ndarray, np.
     B, M, N = queries.shape[0], queries.shape[1], pts.shape[1]
     out_d = np.empty((B, M, k), dtype=pts.dtype)
     out_i = np.empty((B, M, k), dtype=np.int64)
-    kernels = _k()
     if M * N <= _BRUTE_FORCE_PAIRS or 4 * k >= N:
-        _threads(B * M * N)
-        kernels.topk_brute(queries, pts, out_d, out_i)
+        _kernel('topk_brute', B * M * N)(queries, pts, out_d, out_i)
     else:
         # Cells of about k points (if the cloud filled its box): a few shells hold the k nearest.
         extent = np.maximum(pts.max(1).astype(np.float64) - pts.min(1), 1e-6)
         sides = (np.prod(extent, axis=1) * max(k, 2) / N) ** (1.0 / 3.0)
-        _threads(B * N)
-        grids = kernels.build_grids(pts, sides, max(_CELLS_PER_POINT * N, 64))
-        _threads(B * M * 64 * k)
-        kernels.topk_grid(queries, *grids, out_d, out_i)
+        grids = _kernel('build_grids', B * N)(pts, sides, max(_CELLS_PER_POINT * N, 64))
+        _kernel('topk_grid', B * M * 64 * k)(queries, *grids, out_d, out_i)
     return out_d, out_i
 
 
@@ -203,8 +202,7 @@ def knn(k: int, xyz: Tensor, center_xyz: Tensor) -> Tensor:
         out[:] = i[..., :k]
     rows = np.argwhere(tied).astype(np.int64)
     if len(rows):
-        _threads(len(rows) * N)
-        _k().knn_heap_rows(ctr, pts, rows, k, out)
+        _kernel('knn_heap_rows', len(rows) * N)(ctr, pts, rows, k, out)
     return torch.from_numpy(out)
 
 
@@ -294,8 +292,8 @@ def _points_in_boxes(points: Tensor, boxes: Tensor, want_all: bool) -> tuple[Ten
     out_all = np.zeros((B, M, T) if want_all else (1, 1, 1), dtype=np.int32)
     out_part = np.full((B, M), -1, dtype=np.int32)
     if M and T:
-        _threads(B * M * T)
-        _k().points_in_boxes(pts, centre, half, cosa, sina, want_all, out_all, out_part)
+        _kernel('points_in_boxes', B * M * T)(pts, centre, half, cosa, sina, want_all, out_all,
+                                              out_part)
     return torch.from_numpy(out_all), torch.from_numpy(out_part)
 
 

@@ -77,14 +77,24 @@ def _fps_one(x, y, z, m, block, out):
         out[j] = old
 
 
+@njit(cache=True)
+def _fps_item(b, xyz, m, block, out):
+    _fps_one(np.ascontiguousarray(xyz[b, :, 0]), np.ascontiguousarray(xyz[b, :, 1]),
+             np.ascontiguousarray(xyz[b, :, 2]), m, block, out[b])
+
+
 @njit(cache=True, parallel=True)
 def fps_batch(xyz, m, block, out):
     """FPS of every cloud of ``xyz`` (B, N, 3) into ``out`` (B, m) int32, parallel over B."""
     for b in prange(xyz.shape[0]):
-        x = np.ascontiguousarray(xyz[b, :, 0])
-        y = np.ascontiguousarray(xyz[b, :, 1])
-        z = np.ascontiguousarray(xyz[b, :, 2])
-        _fps_one(x, y, z, m, block, out[b])
+        _fps_item(b, xyz, m, block, out)
+
+
+@njit(cache=True)
+def fps_batch_serial(xyz, m, block, out):
+    """``fps_batch`` on the calling thread."""
+    for b in range(xyz.shape[0]):
+        _fps_item(b, xyz, m, block, out)
 
 
 @njit(cache=True, inline='always')
@@ -218,34 +228,54 @@ def fps_batch_bucketed(xyz, m, block, leaf_size, out):
         _fps_one_bucketed(xyz[b], m, block, leaf_size, out[b])
 
 
+@njit(cache=True)
+def fps_batch_bucketed_serial(xyz, m, block, leaf_size, out):
+    """``fps_batch_bucketed`` on the calling thread."""
+    for b in range(xyz.shape[0]):
+        _fps_one_bucketed(xyz[b], m, block, leaf_size, out[b])
+
+
+@njit(cache=True)
+def _fps_dist_item(b, dist, m, block, out):
+    """FPS of cloud ``b`` from its pairwise distance matrix ``dist[b]`` (N, N)."""
+    n = dist.shape[1]
+    temp = np.full(n, 1e10, dtype=dist.dtype)
+    old = 0
+    out[b, 0] = 0
+    for j in range(1, m):
+        best = -1.0
+        besti = 0
+        tie = False
+        for k in range(n):
+            d = dist[b, old, k]
+            t = temp[k]
+            if d < t:
+                t = d
+                temp[k] = d
+            if t > best:
+                best = t
+                besti = k
+                tie = False
+            elif t == best:
+                tie = True
+        if tie:
+            besti = _fps_resolve_tie(temp, best, block)
+        old = besti
+        out[b, j] = old
+
+
 @njit(cache=True, parallel=True)
 def fps_with_dist_batch(dist, m, block, out):
     """FPS from a pairwise distance matrix ``dist`` (B, N, N) into ``out`` (B, m) int32."""
-    n = dist.shape[1]
     for b in prange(dist.shape[0]):
-        temp = np.full(n, 1e10, dtype=dist.dtype)
-        old = 0
-        out[b, 0] = 0
-        for j in range(1, m):
-            best = -1.0
-            besti = 0
-            tie = False
-            for k in range(n):
-                d = dist[b, old, k]
-                t = temp[k]
-                if d < t:
-                    t = d
-                    temp[k] = d
-                if t > best:
-                    best = t
-                    besti = k
-                    tie = False
-                elif t == best:
-                    tie = True
-            if tie:
-                besti = _fps_resolve_tie(temp, best, block)
-            old = besti
-            out[b, j] = old
+        _fps_dist_item(b, dist, m, block, out)
+
+
+@njit(cache=True)
+def fps_with_dist_batch_serial(dist, m, block, out):
+    """``fps_with_dist_batch`` on the calling thread."""
+    for b in range(dist.shape[0]):
+        _fps_dist_item(b, dist, m, block, out)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -279,16 +309,9 @@ def _grid_shape(pts, cell, max_cells, origin, dims):
         side *= max(1.1, (total / max_cells) ** (1.0 / 3.0))
 
 
-@njit(cache=True, parallel=True)
-def build_grids(pts, cells, max_cells):
-    """Bucket each cloud of ``pts`` (B, N, 3) into cubic cells of side >= ``cells[b]``.
-
-    Returns ``(origin (B, 3), side (B,), dims (B, 3), offset (B + 1,), start, order (B, N),
-    sorted_pts (B, N, 3))``. The points of cell ``c`` of cloud ``b`` are
-    ``order[b, p]`` for ``p`` in ``start[offset[b] + c]:start[offset[b] + c + 1]``, in
-    increasing index order (stable counting sort); ``sorted_pts`` holds their coordinates in
-    that order so that a cell scan reads contiguous memory.
-    """
+@njit(cache=True)
+def _grid_layout(pts, cells, max_cells):
+    """Shapes and empty arrays of the grids of ``build_grids`` (see there)."""
     nb, n = pts.shape[0], pts.shape[1]
     origin = np.zeros((nb, 3))
     side = np.zeros(nb)
@@ -300,32 +323,59 @@ def build_grids(pts, cells, max_cells):
     start = np.zeros(offset[nb], dtype=np.int64)
     order = np.empty((nb, n), dtype=np.int64)
     sorted_pts = np.empty((nb, n, 3), dtype=pts.dtype)
-    for b in prange(nb):
-        st = start[offset[b]:offset[b + 1]]
-        ncells = st.shape[0] - 1
-        cell_of = np.empty(n, dtype=np.int64)
-        for i in range(n):
-            ix = min(np.int64((np.float64(pts[b, i, 0]) - origin[b, 0]) / side[b]),
-                     dims[b, 0] - 1)
-            iy = min(np.int64((np.float64(pts[b, i, 1]) - origin[b, 1]) / side[b]),
-                     dims[b, 1] - 1)
-            iz = min(np.int64((np.float64(pts[b, i, 2]) - origin[b, 2]) / side[b]),
-                     dims[b, 2] - 1)
-            c = (ix * dims[b, 1] + iy) * dims[b, 2] + iz
-            cell_of[i] = c
-            st[c + 1] += 1
-        for c in range(ncells):
-            st[c + 1] += st[c]
-        fill = st[:-1].copy()
-        for i in range(n):
-            c = cell_of[i]
-            p = fill[c]
-            fill[c] = p + 1
-            order[b, p] = i
-            sorted_pts[b, p, 0] = pts[b, i, 0]
-            sorted_pts[b, p, 1] = pts[b, i, 1]
-            sorted_pts[b, p, 2] = pts[b, i, 2]
     return origin, side, dims, offset, start, order, sorted_pts
+
+
+@njit(cache=True)
+def _fill_grid(b, pts, origin, side, dims, offset, start, order, sorted_pts):
+    """Counting sort of cloud ``b`` into its cells (stable: index order within a cell)."""
+    n = pts.shape[1]
+    st = start[offset[b]:offset[b + 1]]
+    ncells = st.shape[0] - 1
+    cell_of = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        ix = min(np.int64((np.float64(pts[b, i, 0]) - origin[b, 0]) / side[b]), dims[b, 0] - 1)
+        iy = min(np.int64((np.float64(pts[b, i, 1]) - origin[b, 1]) / side[b]), dims[b, 1] - 1)
+        iz = min(np.int64((np.float64(pts[b, i, 2]) - origin[b, 2]) / side[b]), dims[b, 2] - 1)
+        c = (ix * dims[b, 1] + iy) * dims[b, 2] + iz
+        cell_of[i] = c
+        st[c + 1] += 1
+    for c in range(ncells):
+        st[c + 1] += st[c]
+    fill = st[:-1].copy()
+    for i in range(n):
+        c = cell_of[i]
+        p = fill[c]
+        fill[c] = p + 1
+        order[b, p] = i
+        sorted_pts[b, p, 0] = pts[b, i, 0]
+        sorted_pts[b, p, 1] = pts[b, i, 1]
+        sorted_pts[b, p, 2] = pts[b, i, 2]
+
+
+@njit(cache=True, parallel=True)
+def build_grids(pts, cells, max_cells):
+    """Bucket each cloud of ``pts`` (B, N, 3) into cubic cells of side >= ``cells[b]``.
+
+    Returns ``(origin (B, 3), side (B,), dims (B, 3), offset (B + 1,), start, order (B, N),
+    sorted_pts (B, N, 3))``. The points of cell ``c`` of cloud ``b`` are
+    ``order[b, p]`` for ``p`` in ``start[offset[b] + c]:start[offset[b] + c + 1]``, in
+    increasing index order (stable counting sort); ``sorted_pts`` holds their coordinates in
+    that order so that a cell scan reads contiguous memory.
+    """
+    grid = _grid_layout(pts, cells, max_cells)
+    for b in prange(pts.shape[0]):
+        _fill_grid(b, pts, *grid)
+    return grid
+
+
+@njit(cache=True)
+def build_grids_serial(pts, cells, max_cells):
+    """``build_grids`` on the calling thread."""
+    grid = _grid_layout(pts, cells, max_cells)
+    for b in range(pts.shape[0]):
+        _fill_grid(b, pts, *grid)
+    return grid
 
 
 @njit(cache=True, inline='always')
@@ -342,6 +392,54 @@ def _cell_range(q, reach, origin, side, dim):
 # ----------------------------------------------------------------------------------------------
 # Ball query
 # ----------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _ball_query_grid_item(flat, centers, min_r2, max_r2, reach, nsample, origin, side, dims, offset,
+                          start, order, sorted_pts, out):
+    nq = centers.shape[1]
+    b = flat // nq
+    j = flat % nq
+    row = out[b, j]
+    st = start[offset[b]:offset[b + 1]]
+    cx = centers[b, j, 0]
+    cy = centers[b, j, 1]
+    cz = centers[b, j, 2]
+    x0, x1 = _cell_range(np.float64(cx), reach, origin[b, 0], side[b], dims[b, 0])
+    y0, y1 = _cell_range(np.float64(cy), reach, origin[b, 1], side[b], dims[b, 1])
+    z0, z1 = _cell_range(np.float64(cz), reach, origin[b, 2], side[b], dims[b, 2])
+    cnt = 0
+    for ix in range(x0, x1 + 1):
+        for iy in range(y0, y1 + 1):
+            base = (ix * dims[b, 1] + iy) * dims[b, 2]
+            for iz in range(z0, z1 + 1):
+                c = base + iz
+                for p in range(st[c], st[c + 1]):
+                    k = order[b, p]
+                    # Indices rise within a cell: once the selection is full, the rest
+                    # of this cell cannot enter it.
+                    if cnt == nsample and k > row[nsample - 1]:
+                        break
+                    dx = cx - sorted_pts[b, p, 0]
+                    dy = cy - sorted_pts[b, p, 1]
+                    dz = cz - sorted_pts[b, p, 2]
+                    d2 = dx * dx + dy * dy + dz * dz
+                    if d2 == 0 or (d2 >= min_r2 and d2 < max_r2):
+                        if cnt < nsample:
+                            pos = cnt
+                            cnt += 1
+                        else:
+                            pos = nsample - 1
+                        while pos > 0 and row[pos - 1] > k:
+                            row[pos] = row[pos - 1]
+                            pos -= 1
+                        row[pos] = k
+    if cnt == 0:
+        for s in range(nsample):
+            row[s] = 0
+    else:
+        for s in range(cnt, nsample):
+            row[s] = row[0]
+
+
 @njit(cache=True, parallel=True)
 def ball_query_grid(centers, min_r2, max_r2, reach, nsample, origin, side, dims, offset, start,
                     order, sorted_pts, out):
@@ -351,50 +449,18 @@ def ball_query_grid(centers, min_r2, max_r2, reach, nsample, origin, side, dims,
     ``min_r2 <= d2 < max_r2``; a short ball is padded with its first index, an empty one is
     all zeros (as the CUDA kernel, which scans points in index order and stops at nsample).
     """
-    nq = centers.shape[1]
-    for flat in prange(centers.shape[0] * nq):
-        b = flat // nq
-        j = flat % nq
-        row = out[b, j]
-        st = start[offset[b]:offset[b + 1]]
-        cx = centers[b, j, 0]
-        cy = centers[b, j, 1]
-        cz = centers[b, j, 2]
-        x0, x1 = _cell_range(np.float64(cx), reach, origin[b, 0], side[b], dims[b, 0])
-        y0, y1 = _cell_range(np.float64(cy), reach, origin[b, 1], side[b], dims[b, 1])
-        z0, z1 = _cell_range(np.float64(cz), reach, origin[b, 2], side[b], dims[b, 2])
-        cnt = 0
-        for ix in range(x0, x1 + 1):
-            for iy in range(y0, y1 + 1):
-                base = (ix * dims[b, 1] + iy) * dims[b, 2]
-                for iz in range(z0, z1 + 1):
-                    c = base + iz
-                    for p in range(st[c], st[c + 1]):
-                        k = order[b, p]
-                        # Indices rise within a cell: once the selection is full, the rest
-                        # of this cell cannot enter it.
-                        if cnt == nsample and k > row[nsample - 1]:
-                            break
-                        dx = cx - sorted_pts[b, p, 0]
-                        dy = cy - sorted_pts[b, p, 1]
-                        dz = cz - sorted_pts[b, p, 2]
-                        d2 = dx * dx + dy * dy + dz * dz
-                        if d2 == 0 or (d2 >= min_r2 and d2 < max_r2):
-                            if cnt < nsample:
-                                pos = cnt
-                                cnt += 1
-                            else:
-                                pos = nsample - 1
-                            while pos > 0 and row[pos - 1] > k:
-                                row[pos] = row[pos - 1]
-                                pos -= 1
-                            row[pos] = k
-        if cnt == 0:
-            for s in range(nsample):
-                row[s] = 0
-        else:
-            for s in range(cnt, nsample):
-                row[s] = row[0]
+    for flat in prange(centers.shape[0] * centers.shape[1]):
+        _ball_query_grid_item(flat, centers, min_r2, max_r2, reach, nsample, origin, side, dims,
+                              offset, start, order, sorted_pts, out)
+
+
+@njit(cache=True)
+def ball_query_grid_serial(centers, min_r2, max_r2, reach, nsample, origin, side, dims, offset,
+                           start, order, sorted_pts, out):
+    """``ball_query_grid`` on the calling thread."""
+    for flat in range(centers.shape[0] * centers.shape[1]):
+        _ball_query_grid_item(flat, centers, min_r2, max_r2, reach, nsample, origin, side, dims,
+                              offset, start, order, sorted_pts, out)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -414,6 +480,27 @@ def _insert_sorted(bestd, besti, d, k):
         besti[pos] = k
 
 
+@njit(cache=True)
+def _topk_brute_item(flat, queries, pts, out_d, out_i):
+    kk = out_d.shape[2]
+    nq = queries.shape[1]
+    b = flat // nq
+    j = flat % nq
+    bestd = out_d[b, j]
+    besti = out_i[b, j]
+    for s in range(kk):
+        bestd[s] = np.inf
+        besti[s] = _NO_INDEX
+    qx = queries[b, j, 0]
+    qy = queries[b, j, 1]
+    qz = queries[b, j, 2]
+    for k in range(pts.shape[1]):
+        dx = qx - pts[b, k, 0]
+        dy = qy - pts[b, k, 1]
+        dz = qz - pts[b, k, 2]
+        _insert_sorted(bestd, besti, dx * dx + dy * dy + dz * dz, k)
+
+
 @njit(cache=True, parallel=True)
 def topk_brute(queries, pts, out_d, out_i):
     """Exact ``K = out_d.shape[2]`` nearest ``pts`` (B, N, 3) of ``queries`` (B, M, 3).
@@ -421,24 +508,87 @@ def topk_brute(queries, pts, out_d, out_i):
     Ordered by (distance, index), as a strict-less insertion scan in index order (mmcv's
     three_nn). Unfilled slots (fewer points than K) keep ``inf`` and ``_NO_INDEX``.
     """
+    for flat in prange(queries.shape[0] * queries.shape[1]):
+        _topk_brute_item(flat, queries, pts, out_d, out_i)
+
+
+@njit(cache=True)
+def topk_brute_serial(queries, pts, out_d, out_i):
+    """``topk_brute`` on the calling thread."""
+    for flat in range(queries.shape[0] * queries.shape[1]):
+        _topk_brute_item(flat, queries, pts, out_d, out_i)
+
+
+@njit(cache=True)
+def _topk_grid_item(flat, queries, origin, side, dims, offset, start, order, sorted_pts, out_d,
+                    out_i):
     kk = out_d.shape[2]
+    n = sorted_pts.shape[1]
     nq = queries.shape[1]
-    for flat in prange(queries.shape[0] * nq):
-        b = flat // nq
-        j = flat % nq
-        bestd = out_d[b, j]
-        besti = out_i[b, j]
-        for s in range(kk):
-            bestd[s] = np.inf
-            besti[s] = _NO_INDEX
-        qx = queries[b, j, 0]
-        qy = queries[b, j, 1]
-        qz = queries[b, j, 2]
-        for k in range(pts.shape[1]):
-            dx = qx - pts[b, k, 0]
-            dy = qy - pts[b, k, 1]
-            dz = qz - pts[b, k, 2]
-            _insert_sorted(bestd, besti, dx * dx + dy * dy + dz * dz, k)
+    b = flat // nq
+    j = flat % nq
+    bestd = out_d[b, j]
+    besti = out_i[b, j]
+    for s in range(kk):
+        bestd[s] = np.inf
+        besti[s] = _NO_INDEX
+    st = start[offset[b]:offset[b + 1]]
+    h = side[b]
+    qx = queries[b, j, 0]
+    qy = queries[b, j, 1]
+    qz = queries[b, j, 2]
+    q = np.empty(3)
+    q[0] = qx
+    q[1] = qy
+    q[2] = qz
+    c0 = np.empty(3, dtype=np.int64)
+    for a in range(3):
+        f = (q[a] - origin[b, a]) / h
+        f = min(max(f, 0.0), np.float64(dims[b, a] - 1))
+        c0[a] = np.int64(f)
+    found = 0
+    r = 0
+    while True:
+        for dxc in range(-r, r + 1):
+            ix = c0[0] + dxc
+            if ix < 0 or ix >= dims[b, 0]:
+                continue
+            for dyc in range(-r, r + 1):
+                iy = c0[1] + dyc
+                if iy < 0 or iy >= dims[b, 1]:
+                    continue
+                # Inside the shell only its two z faces are new.
+                on_face = dxc == -r or dxc == r or dyc == -r or dyc == r
+                step = 1 if on_face else 2 * r
+                dzc = -r
+                while dzc <= r:
+                    iz = c0[2] + dzc
+                    if iz >= 0 and iz < dims[b, 2]:
+                        c = (ix * dims[b, 1] + iy) * dims[b, 2] + iz
+                        for p in range(st[c], st[c + 1]):
+                            dx = qx - sorted_pts[b, p, 0]
+                            dy = qy - sorted_pts[b, p, 1]
+                            dz = qz - sorted_pts[b, p, 2]
+                            _insert_sorted(bestd, besti, dx * dx + dy * dy + dz * dz, order[b, p])
+                            found += 1
+                    dzc += step
+        # Lower bound on the distance to any cell outside the scanned block.
+        bound = np.inf
+        more = False
+        for a in range(3):
+            if c0[a] - r > 0:
+                more = True
+                bound = min(bound, q[a] - (origin[b, a] + (c0[a] - r) * h))
+            if c0[a] + r < dims[b, a] - 1:
+                more = True
+                bound = min(bound, origin[b, a] + (c0[a] + r + 1) * h - q[a])
+        if not more or found >= n:
+            break
+        if found >= kk:
+            bound = max(bound, 0.0)
+            if np.float64(bestd[kk - 1]) < bound * bound * (1.0 - 1e-5):
+                break
+        r += 1
 
 
 @njit(cache=True, parallel=True)
@@ -449,75 +599,17 @@ def topk_grid(queries, origin, side, dims, offset, start, order, sorted_pts, out
     distance from the query to the outside of the scanned block of cells; the search stops when
     the K-th best distance is below that bound (with a margin for float rounding).
     """
-    kk = out_d.shape[2]
-    n = sorted_pts.shape[1]
-    nq = queries.shape[1]
-    for flat in prange(queries.shape[0] * nq):
-        b = flat // nq
-        j = flat % nq
-        bestd = out_d[b, j]
-        besti = out_i[b, j]
-        for s in range(kk):
-            bestd[s] = np.inf
-            besti[s] = _NO_INDEX
-        st = start[offset[b]:offset[b + 1]]
-        h = side[b]
-        qx = queries[b, j, 0]
-        qy = queries[b, j, 1]
-        qz = queries[b, j, 2]
-        q = np.empty(3)
-        q[0] = qx
-        q[1] = qy
-        q[2] = qz
-        c0 = np.empty(3, dtype=np.int64)
-        for a in range(3):
-            f = (q[a] - origin[b, a]) / h
-            f = min(max(f, 0.0), np.float64(dims[b, a] - 1))
-            c0[a] = np.int64(f)
-        found = 0
-        r = 0
-        while True:
-            for dxc in range(-r, r + 1):
-                ix = c0[0] + dxc
-                if ix < 0 or ix >= dims[b, 0]:
-                    continue
-                for dyc in range(-r, r + 1):
-                    iy = c0[1] + dyc
-                    if iy < 0 or iy >= dims[b, 1]:
-                        continue
-                    # Inside the shell only its two z faces are new.
-                    on_face = dxc == -r or dxc == r or dyc == -r or dyc == r
-                    step = 1 if on_face else 2 * r
-                    dzc = -r
-                    while dzc <= r:
-                        iz = c0[2] + dzc
-                        if iz >= 0 and iz < dims[b, 2]:
-                            c = (ix * dims[b, 1] + iy) * dims[b, 2] + iz
-                            for p in range(st[c], st[c + 1]):
-                                dx = qx - sorted_pts[b, p, 0]
-                                dy = qy - sorted_pts[b, p, 1]
-                                dz = qz - sorted_pts[b, p, 2]
-                                _insert_sorted(bestd, besti, dx * dx + dy * dy + dz * dz,
-                                               order[b, p])
-                                found += 1
-                        dzc += step
-            # Lower bound on the distance to any cell outside the scanned block.
-            bound = np.inf
-            more = False
-            for a in range(3):
-                if c0[a] - r > 0:
-                    more = True
-                    bound = min(bound, q[a] - (origin[b, a] + (c0[a] - r) * h))
-                if c0[a] + r < dims[b, a] - 1:
-                    more = True
-                    bound = min(bound, origin[b, a] + (c0[a] + r + 1) * h - q[a])
-            if not more or found >= n:
-                break
-            if found >= kk:
-                bound = max(bound, 0.0)
-                if np.float64(bestd[kk - 1]) < bound * bound * (1.0 - 1e-5):
-                    break
-            r += 1
+    for flat in prange(queries.shape[0] * queries.shape[1]):
+        _topk_grid_item(flat, queries, origin, side, dims, offset, start, order, sorted_pts,
+                        out_d, out_i)
+
+
+@njit(cache=True)
+def topk_grid_serial(queries, origin, side, dims, offset, start, order, sorted_pts, out_d, out_i):
+    """``topk_grid`` on the calling thread."""
+    for flat in range(queries.shape[0] * queries.shape[1]):
+        _topk_grid_item(flat, queries, origin, side, dims, offset, start, order, sorted_pts,
+                        out_d, out_i)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -538,6 +630,32 @@ def _reheap(dist, idx, k):
         child = root * 2 + 1
 
 
+@njit(cache=True)
+def _knn_heap_rows_item(r, queries, pts, rows, k, out_i):
+    b = rows[r, 0]
+    j = rows[r, 1]
+    dist = np.full(k, np.float32(1e10), dtype=np.float32)
+    idx = np.zeros(k, dtype=np.int64)
+    qx = queries[b, j, 0]
+    qy = queries[b, j, 1]
+    qz = queries[b, j, 2]
+    for i in range(pts.shape[1]):
+        dx = qx - pts[b, i, 0]
+        dy = qy - pts[b, i, 1]
+        dz = qz - pts[b, i, 2]
+        d2 = dx * dx + dy * dy + dz * dz
+        if d2 < dist[0]:
+            dist[0] = d2
+            idx[0] = i
+            _reheap(dist, idx, k)
+    for i in range(k - 1, 0, -1):
+        dist[0], dist[i] = dist[i], dist[0]
+        idx[0], idx[i] = idx[i], idx[0]
+        _reheap(dist, idx, i)
+    for s in range(k):
+        out_i[b, j, s] = idx[s]
+
+
 @njit(cache=True, parallel=True)
 def knn_heap_rows(queries, pts, rows, k, out_i):
     """mmcv's heap kNN (full scan, max-heap, heap sort) for the (batch, query) pairs ``rows``.
@@ -546,33 +664,46 @@ def knn_heap_rows(queries, pts, rows, k, out_i):
     clouds smaller than k give the very same indices as the CUDA kernel.
     """
     for r in prange(rows.shape[0]):
-        b = rows[r, 0]
-        j = rows[r, 1]
-        dist = np.full(k, np.float32(1e10), dtype=np.float32)
-        idx = np.zeros(k, dtype=np.int64)
-        qx = queries[b, j, 0]
-        qy = queries[b, j, 1]
-        qz = queries[b, j, 2]
-        for i in range(pts.shape[1]):
-            dx = qx - pts[b, i, 0]
-            dy = qy - pts[b, i, 1]
-            dz = qz - pts[b, i, 2]
-            d2 = dx * dx + dy * dy + dz * dz
-            if d2 < dist[0]:
-                dist[0] = d2
-                idx[0] = i
-                _reheap(dist, idx, k)
-        for i in range(k - 1, 0, -1):
-            dist[0], dist[i] = dist[i], dist[0]
-            idx[0], idx[i] = idx[i], idx[0]
-            _reheap(dist, idx, i)
-        for s in range(k):
-            out_i[b, j, s] = idx[s]
+        _knn_heap_rows_item(r, queries, pts, rows, k, out_i)
+
+
+@njit(cache=True)
+def knn_heap_rows_serial(queries, pts, rows, k, out_i):
+    """``knn_heap_rows`` on the calling thread."""
+    for r in range(rows.shape[0]):
+        _knn_heap_rows_item(r, queries, pts, rows, k, out_i)
 
 
 # ----------------------------------------------------------------------------------------------
 # Points in boxes
 # ----------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _points_in_boxes_item(flat, pts, centre, half, cosa, sina, want_all, out_all, out_part):
+    npts = pts.shape[1]
+    nbox = centre.shape[1]
+    b = flat // npts
+    i = flat % npts
+    x = pts[b, i, 0]
+    y = pts[b, i, 1]
+    z = pts[b, i, 2]
+    for t in range(nbox):
+        if abs(z - centre[b, t, 2]) > half[b, t, 2]:
+            continue
+        sx = x - centre[b, t, 0]
+        sy = y - centre[b, t, 1]
+        ca = cosa[b, t]
+        sa = sina[b, t]
+        lx = sx * ca + sy * (-sa)
+        ly = sx * sa + sy * ca
+        if lx > -half[b, t, 0] and lx < half[b, t, 0] and ly > -half[b, t, 1] \
+                and ly < half[b, t, 1]:
+            if want_all:
+                out_all[b, i, t] = 1
+            else:
+                out_part[b, i] = t
+                break
+
+
 @njit(cache=True, parallel=True)
 def points_in_boxes(pts, centre, half, cosa, sina, want_all, out_all, out_part):
     """mmcv's point-in-yawed-box test of ``pts`` (B, M, 3) against per-box parameters.
@@ -582,27 +713,12 @@ def points_in_boxes(pts, centre, half, cosa, sina, want_all, out_all, out_part):
     rotation by -yaw. With ``want_all`` fills ``out_all`` (B, M, T) with 1 where inside,
     otherwise ``out_part`` (B, M) with the first box holding the point (it must start at -1).
     """
-    nb, npts = pts.shape[0], pts.shape[1]
-    nbox = centre.shape[1]
-    for flat in prange(nb * npts):
-        b = flat // npts
-        i = flat % npts
-        x = pts[b, i, 0]
-        y = pts[b, i, 1]
-        z = pts[b, i, 2]
-        for t in range(nbox):
-            if abs(z - centre[b, t, 2]) > half[b, t, 2]:
-                continue
-            sx = x - centre[b, t, 0]
-            sy = y - centre[b, t, 1]
-            ca = cosa[b, t]
-            sa = sina[b, t]
-            lx = sx * ca + sy * (-sa)
-            ly = sx * sa + sy * ca
-            if lx > -half[b, t, 0] and lx < half[b, t, 0] and ly > -half[b, t, 1] \
-                    and ly < half[b, t, 1]:
-                if want_all:
-                    out_all[b, i, t] = 1
-                else:
-                    out_part[b, i] = t
-                    break
+    for flat in prange(pts.shape[0] * pts.shape[1]):
+        _points_in_boxes_item(flat, pts, centre, half, cosa, sina, want_all, out_all, out_part)
+
+
+@njit(cache=True)
+def points_in_boxes_serial(pts, centre, half, cosa, sina, want_all, out_all, out_part):
+    """``points_in_boxes`` on the calling thread."""
+    for flat in range(pts.shape[0] * pts.shape[1]):
+        _points_in_boxes_item(flat, pts, centre, half, cosa, sina, want_all, out_all, out_part)
