@@ -122,6 +122,7 @@ def test_predict_returns_student_and_teacher_embeddings() -> None:
     out = model.val_step(data)
     assert len(out) == 2
     teacher = model.teacher(torch.stack(data['inputs']['img']))['global']
+    teacher = torch.nn.functional.normalize(teacher, dim=-1)  # unit vectors (no centre yet)
     for i, sample in enumerate(out):
         assert sample.student_embedding.shape == (32,)
         assert sample.concepts.shape == (4, 32)

@@ -125,3 +125,29 @@ def test_alignment_metrics_retrieval_and_chance() -> None:
     wrong = alignment_metrics(t[[1, 0, 3, 2, 5, 4, 7, 6]], t, num_candidates=4)
     assert wrong['top1'] == 0.0
     assert alignment_metrics(t[:3], t[:3], num_candidates=32)['chance'] == pytest.approx(1 / 3)
+
+
+def test_target_centring_removes_the_common_component() -> None:
+    # Two teacher embeddings that share a large offset (cos 0.98 between them).
+    teacher = torch.tensor([[10.0, 1.0], [10.0, -1.0]])
+    student = teacher.clone().unsqueeze(1)
+    plain = make_loss(contrastive_weight=1.0)
+    centred = make_loss(contrastive_weight=1.0, center_momentum=0.5, embed_dim=2)
+    cos01 = torch.nn.functional.cosine_similarity(teacher[0], teacher[1], dim=0).item()
+    assert plain(student, {'global': teacher})['loss_contrastive'].item() == pytest.approx(
+        math.log(1 + math.exp(cos01 - 1)), abs=1e-5)
+    # First training batch sets the centre to the mean unit vector; centred pairs are then
+    # (0, 1) and (0, -1): logits [[1, -1], [-1, 1]].
+    value = centred(student, {'global': teacher})['loss_contrastive'].item()
+    assert value == pytest.approx(math.log(1 + math.exp(-2)), abs=1e-5)
+    center = centred.target_center.clone()
+    assert center[1].item() == pytest.approx(0.0, abs=1e-6)
+    # Eval mode leaves the centre alone; training mode moves it by the momentum.
+    centred.eval()
+    centred(student, {'global': torch.tensor([[0.0, 1.0], [0.0, 1.0]])})
+    assert torch.equal(centred.target_center, center)
+    centred.train()
+    centred(student, {'global': torch.tensor([[0.0, 1.0], [0.0, 1.0]])})
+    assert torch.allclose(centred.target_center, 0.5 * center + 0.5 * torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match='embed_dim'):
+        make_loss(contrastive_weight=1.0, center_momentum=0.9)

@@ -37,4 +37,4 @@ model = dict(
         contrastive_weight=1.0,
         temperature=0.07,
         learnable_temperature=True,
-        set_weight=0.5))
+        set_weight=0.0))  # needs patch tokens (online teacher, or a cache with --tokens patch)

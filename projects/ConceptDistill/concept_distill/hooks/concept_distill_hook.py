@@ -15,7 +15,7 @@ from ..models.distill.backbone_checkpoint import (
 )
 
 
-def _cache_transforms(dataset) -> list:  # noqa: ANN001
+def _cache_transforms(dataset) -> list:
     """Pipeline transforms holding a teacher-feature cache, through dataset wrappers."""
     if dataset is None:
         return []
@@ -94,7 +94,7 @@ class ConceptDistillHook(Hook):
                                   'this run demonstrates the pipeline only.')
 
     @staticmethod
-    def _check_cache(runner, model) -> None:  # noqa: ANN001
+    def _check_cache(runner, model) -> None:
         """Every teacher-feature cache the loops read must come from this model's teacher."""
         key = model.teacher.cache_key()
         token_names = dict(patch='patch_tokens', prefix='prefix_tokens')

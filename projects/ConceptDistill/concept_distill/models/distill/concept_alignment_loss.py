@@ -39,6 +39,12 @@ class ConceptAlignmentLoss(nn.Module):
     - set-to-set (`set_weight`): symmetric Chamfer of cosine distances between the K concepts
       and the P patch tokens (each concept near some patch, each patch near some concept).
 
+    Target centring (`center_momentum`): CLIP image embeddings share a large common component
+    (random or trained towers: pairwise cosines of 0.5-0.98 between unrelated images), which
+    leaves InfoNCE little angle to work with. With centring on, the contrastive term compares
+    `normalize(normalize(x) - c)` where `c` is an EMA of the normalised teacher embeddings
+    (updated in training, averaged over GPUs). The global term keeps the raw direction.
+
     Only the student receives gradients: every target is detached.
     """
 
@@ -54,7 +60,9 @@ class ConceptAlignmentLoss(nn.Module):
                  symmetric: bool = True,
                  gather_distributed: bool = True,
                  set_weight: float = 0.0,
-                 set_symmetric: bool = True) -> None:
+                 set_symmetric: bool = True,
+                 center_momentum: float | None = None,
+                 embed_dim: int | None = None) -> None:
         super().__init__()
         if token_metric not in ('cosine', 'smooth_l1'):
             raise ValueError(f"token_metric must be 'cosine' or 'smooth_l1', got {token_metric!r}")
@@ -74,6 +82,14 @@ class ConceptAlignmentLoss(nn.Module):
         self.set_weight = set_weight
         self.set_symmetric = set_symmetric
         self.max_log_scale = math.log(max_logit_scale)
+        if center_momentum is not None:
+            if not 0 <= center_momentum < 1:
+                raise ValueError(f'center_momentum must be in [0, 1), got {center_momentum}')
+            if embed_dim is None:
+                raise ValueError('target centring needs embed_dim (the distiller fills it)')
+            self.register_buffer('target_center', torch.zeros(embed_dim))
+            self.register_buffer('center_ready', torch.tensor(False))
+        self.center_momentum = center_momentum
         log_scale = torch.tensor(math.log(1.0 / temperature))
         if learnable_temperature:
             self.logit_scale = nn.Parameter(log_scale)
@@ -106,10 +122,34 @@ class ConceptAlignmentLoss(nn.Module):
         """Mean (1 - cos) between pooled concepts and the global embedding."""
         return (1 - F.cosine_similarity(student, teacher, dim=-1)).mean()
 
+    @torch.no_grad()
+    def update_center(self, teacher: torch.Tensor) -> None:
+        """EMA of the normalised teacher embeddings (training only; mean over GPUs)."""
+        if self.center_momentum is None or not self.training:
+            return
+        batch_mean = F.normalize(teacher.float(), dim=-1).mean(dim=0)
+        if dist.is_distributed():
+            dist.all_reduce(batch_mean, op='mean')
+        if not bool(self.center_ready):
+            self.target_center.copy_(batch_mean)
+            self.center_ready.fill_(True)
+        else:
+            self.target_center.mul_(self.center_momentum).add_(
+                batch_mean, alpha=1 - self.center_momentum)
+
+    def embed_pair(self, student: torch.Tensor,
+                   teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unit vectors the contrastive term compares (centred when centring is on)."""
+        s = F.normalize(student, dim=-1)
+        t = F.normalize(teacher.to(s.dtype), dim=-1)
+        if self.center_momentum is not None and bool(self.center_ready):
+            c = self.target_center.to(s.dtype)
+            s, t = F.normalize(s - c, dim=-1), F.normalize(t - c, dim=-1)
+        return s, t
+
     def contrastive_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """InfoNCE over the batch (and over all GPUs when gathering); 0 for a batch of one."""
-        s = F.normalize(student, dim=-1)
-        t = F.normalize(teacher, dim=-1)
+        s, t = self.embed_pair(student, teacher)
         offset = 0
         if self.gather_distributed and dist.is_distributed():
             s_all, offset = _gather_with_grad(s)
@@ -153,6 +193,7 @@ class ConceptAlignmentLoss(nn.Module):
             losses['loss_global'] = self.global_weight * self.global_loss(
                 pooled, targets['global'])
         if self.contrastive_weight:
+            self.update_center(targets['global'])
             losses['loss_contrastive'] = self.contrastive_weight * self.contrastive_loss(
                 pooled, targets['global'])
         if self.set_weight:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from mmdet3d.registry import MODELS
 from mmdet3d.structures import Det3DDataSample
 from mmengine.model import BaseModel
@@ -9,7 +10,7 @@ from torch import nn
 
 from .alignment_metrics import alignment_metrics
 from .clip_teacher import CLIPTeacher
-from .concept_alignment_loss import pool_concepts
+from .concept_alignment_loss import ConceptAlignmentLoss, pool_concepts
 
 
 @MODELS.register_module()
@@ -67,7 +68,10 @@ class ConceptDistiller(BaseModel):
             raise ValueError(f'concept_extractor.out_dim={extractor["out_dim"]} but the teacher '
                              f'{teacher_module.model_name} embeds in {teacher_module.embed_dim}')
         self.concept_extractor = MODELS.build(extractor)
-        self.alignment_loss = MODELS.build(loss or dict(type='ConceptAlignmentLoss'))
+        loss = dict(loss or dict(type='ConceptAlignmentLoss'))
+        if loss.get('type') in ('ConceptAlignmentLoss', ConceptAlignmentLoss):
+            loss.setdefault('embed_dim', teacher_module.embed_dim)
+        self.alignment_loss = MODELS.build(loss)
 
         self.prefix_head = None
         if 'prefix_tokens' in self.alignment_loss.needs:
@@ -117,6 +121,13 @@ class ConceptDistiller(BaseModel):
                            'the packed inputs)')
         return self.teacher(imgs)
 
+    def embed_pair(self, student: torch.Tensor,
+                   teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Student / teacher unit embeddings in the space the contrastive loss compares."""
+        if hasattr(self.alignment_loss, 'embed_pair'):
+            return self.alignment_loss.embed_pair(student, teacher)
+        return F.normalize(student, dim=-1), F.normalize(teacher, dim=-1)
+
     def forward(self, inputs: dict, data_samples: list | None = None,
                 mode: str = 'tensor') -> dict | list | torch.Tensor:
         """mode 'loss': loss dict; 'predict': samples with embeddings; 'tensor': concepts."""
@@ -135,7 +146,8 @@ class ConceptDistiller(BaseModel):
         prefix_concepts = self.prefix_head(concepts) if self.prefix_head is not None else None
         losses = self.alignment_loss(concepts, targets, prefix_concepts)
         if self.log_alignment:
-            m = alignment_metrics(pool_concepts(concepts).detach(), targets['global'])
+            m = alignment_metrics(*self.embed_pair(pool_concepts(concepts).detach(),
+                                                   targets['global']))
             losses['align_cos'] = torch.tensor(m['cos'], device=concepts.device)
             losses['align_top1'] = torch.tensor(m['top1'], device=concepts.device)
             scale = self.alignment_loss.logit_scale.detach().exp()
@@ -143,14 +155,16 @@ class ConceptDistiller(BaseModel):
         return losses
 
     def predict(self, inputs: dict, data_samples: list | None = None) -> list:
-        """Samples with `student_embedding` (D), `teacher_embedding` (D), `concepts` (K, D)."""
+        """Samples with `student_embedding` / `teacher_embedding` (D; unit vectors in the space
+        the contrastive term compares, i.e. centred when target centring is on) and the
+        transformed `concepts` (K, D)."""
         concepts = self.extract_concepts(inputs, data_samples)
         targets = self.teacher_targets(inputs, data_samples)
-        student = pool_concepts(concepts)
+        student, teacher = self.embed_pair(pool_concepts(concepts), targets['global'])
         if data_samples is None:
             data_samples = [Det3DDataSample() for _ in range(concepts.shape[0])]
         for i, sample in enumerate(data_samples):
             sample.student_embedding = student[i].detach()
-            sample.teacher_embedding = targets['global'][i].detach()
+            sample.teacher_embedding = teacher[i].detach()
             sample.concepts = concepts[i].detach()
         return data_samples
