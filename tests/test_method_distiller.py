@@ -38,6 +38,7 @@ def distiller_cfg(**overrides) -> dict:
     cfg['backbone']['num_points'] = SMALL_POINTS
     cfg['teacher'].update(arch_overrides=TINY_CLIP)
     cfg['concept_extractor'].update(num_concepts=4, embed_dims=32, num_heads=4, num_layers=1)
+    cfg['loss'].update(set_weight=0.5, center_momentum=0.9)  # exercise every default-off term
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
             cfg[key].update(value)
@@ -114,6 +115,8 @@ def test_train_step_trains_the_student_only() -> None:
                if v.is_floating_point() and not torch.equal(v, backbone_before[k])]
     assert any(k.endswith('conv.weight') for k in changed)
     assert not model.teacher.training
+    assert bool(model.alignment_loss.center_ready)  # the InfoNCE centre tracks the teacher
+    assert 'alignment_loss.target_center' in model.state_dict()  # and resumes with the run
 
 
 def test_predict_returns_student_and_teacher_embeddings() -> None:
