@@ -1,6 +1,7 @@
 """The ScanNet MinkUNet config, trained by the runner, over-fits one synthetic scene on CPU."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,19 @@ def overfit_config(data_root: Path, work_dir: Path, iters: int, width: int = 16,
     return cfg
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run on one intra-op thread: spconv's CPU path issues thousands of small GEMMs, and with
+    several OpenMP threads on a busy machine each one waits for the others (measured here: the
+    over-fit run took 15 min with 2 threads vs 3.5 min with 1 on a loaded 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures('one_thread')
 def test_minkunet_overfits_one_synthetic_scene(tmp_path: Path) -> None:
     data_root = tmp_path / 'scannet'
     summary = create_synthetic_scannet(data_root, num_scenes=1, seed=0, points_per_scene=10000,
