@@ -133,7 +133,7 @@ def pretrain_options(data_root: Path, cache: Path, iters: int, seed: int,
             f'param_scheduler.1.end={iters}', f'param_scheduler.1.T_max={iters - warmup}']
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         opts += [f'{loader}.dataset.data_root={data_root}/',
-                 f'{loader}.dataset.pipeline.3.cache_dir={cache}']
+                 f'{loader}.dataset.pipeline.4.cache_dir={cache}']
     return opts + teacher_opts
 
 

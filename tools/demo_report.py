@@ -237,7 +237,7 @@ def write_report(out: Path, stages: list, sizes: dict, args, total_seconds: floa
     random_teacher = not args.clip_weights
     pre_opts = {'train_dataloader.dataset.data_root': sizes['data_root'] + '/',
                 'val_dataloader.dataset.data_root': sizes['data_root'] + '/',
-                'val_dataloader.dataset.pipeline.3.cache_dir': sizes['cache'],
+                'val_dataloader.dataset.pipeline.4.cache_dir': sizes['cache'],
                 'model.teacher.model_name': args.clip_model}
     if args.clip_weights:
         pre_opts['model.teacher.pretrained'] = str(Path(args.clip_weights).resolve())

@@ -17,11 +17,14 @@ max_iters = 240
 
 # Cached teacher: images are not decoded; LoadTeacherFeatures adds teacher_global and the
 # patch tokens (the default loss's set-to-set term reads them).
-# (index 3 of each pipeline is LoadTeacherFeatures: tools/demo.py sets its cache_dir)
+# ResizeCropForTeacher needs no decoded image: it maps pixel_uv into the teacher's 224x224
+# frame, the one the cached patch tokens live in.
+# (index 4 of each pipeline is LoadTeacherFeatures: tools/demo.py sets its cache_dir)
 train_pipeline = [
     dict(type='LoadScenePoints', coord_type='DEPTH', shift_height=True, load_dim=6,
          use_dim=[0, 1, 2]),
     dict(type='LoadPairedImage', with_pixels=False, with_depth=True),
+    image_preprocessing,
     dict(type='FrustumPointPairing', num_points=num_points, depth_range=(0.1, 10.0),
          occlusion_tol=0.1, min_points=512),
     dict(type='LoadTeacherFeatures', cache_dir=teacher_cache, teacher=teacher, tokens=True,
@@ -37,6 +40,7 @@ test_pipeline = [
     dict(type='LoadScenePoints', coord_type='DEPTH', shift_height=True, load_dim=6,
          use_dim=[0, 1, 2]),
     dict(type='LoadPairedImage', with_pixels=False, with_depth=True),
+    image_preprocessing,
     dict(type='FrustumPointPairing', num_points=num_points, depth_range=(0.1, 10.0),
          occlusion_tol=0.1, min_points=512),
     dict(type='LoadTeacherFeatures', cache_dir=teacher_cache, teacher=teacher, tokens=True,
