@@ -174,7 +174,7 @@ def test_fps_duplicates_and_fewer_points_than_samples() -> None:
 
 def test_fps_leaf_skipping_is_exact() -> None:
     """The kd-leaf skipping path gives the plain scan's indices, ties and duplicates included."""
-    from concept_distill.ops import numba_point_kernels as k
+    from concept_distill.ops import numba_sampling as k
 
     rng = _rng(3)
     xyz = np.concatenate([rng.random((1, 6000, 3)), np.round(rng.random((1, 3000, 3)) * 8) / 8],
@@ -288,6 +288,21 @@ def test_three_interpolate_forward_and_gradcheck() -> None:
     ref = torch.stack([(feats[b][:, idx[b].long()] * w[b][None]).sum(-1) for b in range(2)])
     torch.testing.assert_close(out, ref)
     assert torch.autograd.gradcheck(lambda f: three_interpolate(f, idx, w), (feats,))
+
+
+def test_gathers_in_half_precision_and_bad_indices() -> None:
+    rng = _rng(17)
+    feats = torch.from_numpy(rng.random((2, 3, 12)).astype(np.float32))
+    idx = torch.from_numpy(rng.integers(0, 12, (2, 5, 3)).astype(np.int32))
+    w = torch.from_numpy(rng.random((2, 5, 3)).astype(np.float32))
+    for fn, args in [(grouping_operation, (idx,)), (gather_points, (idx[:, :, 0].contiguous(),)),
+                     (three_interpolate, (idx, w))]:
+        full = fn(feats, *args)
+        half = fn(feats.half(), *[a.half() if a.is_floating_point() else a for a in args])
+        assert half.dtype == torch.float16
+        torch.testing.assert_close(half.float(), full, rtol=2e-3, atol=2e-3)
+    with pytest.raises(IndexError, match='out of range'):
+        grouping_operation(feats, idx + 12)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,15 +1,17 @@
 """CPU implementations of mmcv's point operators, with the semantics of mmcv's CUDA kernels.
 
 Each function takes and returns CPU tensors with the shapes and dtypes of the mmcv op it
-replaces (indices are int32). Neighbour searches and furthest point sampling run in numba
-kernels (``numba_point_kernels``); gathers, scatters and box tests are vectorised torch.
+replaces (indices are int32). The work runs in numba kernels: ``numba_sampling`` (furthest
+point sampling), ``numba_neighbours`` (ball query, three_nn, knn), ``numba_gathers``
+(grouping, gather_points, three_interpolate and their gradients) and ``numba_boxes``;
+half-precision features fall back to torch gathers.
 """
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from collections.abc import Callable
-from types import ModuleType
 
 import numpy as np
 import torch
@@ -24,7 +26,8 @@ _PARALLEL_WORK = 1 << 20
 # Points per kd-leaf in furthest point sampling (leaves far from a new sample are skipped).
 _FPS_LEAF = 64
 
-_kernels: ModuleType | None = None
+_KERNEL_MODULES = ('numba_sampling', 'numba_neighbours', 'numba_gathers', 'numba_boxes')
+_kernels: dict[str, Callable] = {}
 # The process that started numba's OpenMP thread team. GNU OpenMP cannot be used again in a
 # process forked after that (numba terminates the child), so forked children such as
 # DataLoader workers run the serial kernels.
@@ -38,19 +41,21 @@ def _kernel(name: str, work: float) -> Callable:
     enough work to pay for waking a thread team (far more so on an oversubscribed machine) and
     the process may use OpenMP; otherwise its ``_serial`` twin, on the calling thread.
     """
-    global _kernels, _omp_pid
-    if _kernels is None:
-        # Imported on first use so that `import concept_distill` stays fast.
-        from . import numba_point_kernels
-        _kernels = numba_point_kernels
+    global _omp_pid
+    if not _kernels:
+        # Imported on first use so that `import concept_distill` stays fast (numba is slow
+        # to import).
+        for module_name in _KERNEL_MODULES:
+            module = importlib.import_module(f'{__package__}.{module_name}')
+            _kernels.update((k, v) for k, v in vars(module).items() if not k.startswith('_'))
     import numba
     threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
     pid = os.getpid()
     if threads > 1 and work >= _PARALLEL_WORK and _omp_pid in (None, pid):
         _omp_pid = pid
         numba.set_num_threads(threads)
-        return getattr(_kernels, name)
-    return getattr(_kernels, name + '_serial')
+        return _kernels[name]
+    return _kernels[name + '_serial']
 
 
 def _coords(t: Tensor) -> np.ndarray:
@@ -207,69 +212,125 @@ def knn(k: int, xyz: Tensor, center_xyz: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------------------------
-# Gathers and their gradients (vectorised torch; gradients accumulate like CUDA's atomicAdd)
+# Gathers and their gradients: one row (b, c) per thread, deterministic accumulation
 # ----------------------------------------------------------------------------------------------
+def _numba_dtype(t: Tensor) -> bool:
+    return t.dtype in (torch.float32, torch.float64)
+
+
+def _rows(t: Tensor) -> np.ndarray:
+    """(B, C, ...) tensor -> contiguous (B * C, prod(...)) numpy array (a view when possible)."""
+    return t.detach().contiguous().reshape(t.shape[0] * t.shape[1], -1).numpy()
+
+
+def _index_rows(indices: Tensor, n: int, keep_last: bool = False) -> np.ndarray:
+    """Indices as a contiguous int32/int64 numpy array (B, K) (or (B, N, 3)), checked < n.
+
+    The CUDA kernels do not check; an out-of-range index there reads garbage, here it would
+    crash the process, so it raises like ``torch.gather`` does.
+    """
+    idx = indices.detach()
+    if not keep_last:
+        idx = idx.reshape(idx.shape[0], -1)
+    if idx.dtype not in (torch.int32, torch.int64):
+        idx = idx.long()
+    idx = idx.contiguous().numpy()
+    # numpy's single-threaded min/max: cheaper here than waking torch's thread team.
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise IndexError(f'point index out of range [0, {n}): min {idx.min()}, max {idx.max()}')
+    return idx
+
+
 def _flat_index(indices: Tensor, channels: int) -> Tensor:
     """(B, ...) integer indices -> (B, C, prod(...)) int64, broadcast over C without a copy."""
-    flat = indices.reshape(indices.shape[0], 1, -1).long()
+    flat = indices.reshape(indices.shape[0], 1, -1).long().contiguous()
     return flat.expand(-1, channels, -1)
+
+
+def _gather(features: Tensor, indices: Tensor) -> Tensor:
+    """(B, C, N), (B, ...) -> (B, C, K) with K = prod(...)."""
+    B, C, N = features.shape
+    if not _numba_dtype(features):
+        return torch.gather(features, 2, _flat_index(indices, C))
+    idx = _index_rows(indices, N)
+    out = np.empty((B * C, idx.shape[1]), dtype=_rows(features).dtype)
+    _kernel('gather_rows', out.size)(_rows(features), idx, C, out)
+    return torch.from_numpy(out).view(B, C, -1)
+
+
+def _gather_backward(grad_out: Tensor, indices: Tensor, n: int) -> Tensor:
+    """(B, C, ...) gradient of ``_gather`` -> (B, C, n)."""
+    B, C = grad_out.shape[:2]
+    if not _numba_dtype(grad_out):
+        grad = grad_out.new_zeros((B, C, n))
+        return grad.scatter_add_(2, _flat_index(indices, C), grad_out.reshape(B, C, -1))
+    rows = _rows(grad_out)
+    grad = np.zeros((B * C, n), dtype=rows.dtype)
+    _kernel('scatter_add_rows', rows.size)(rows, _index_rows(indices, n), C, grad)
+    return torch.from_numpy(grad).view(B, C, n)
 
 
 def group_points(features: Tensor, indices: Tensor) -> Tensor:
     """(B, C, N) features, (B, M, S) indices -> (B, C, M, S)."""
-    B, C = features.shape[:2]
-    out = torch.gather(features, 2, _flat_index(indices, C))
-    return out.view(B, C, *indices.shape[1:])
+    return _gather(features, indices).view(*features.shape[:2], *indices.shape[1:])
 
 
 def group_points_backward(grad_out: Tensor, indices: Tensor, n: int) -> Tensor:
     """(B, C, M, S) gradient -> (B, C, N) gradient of the grouped features."""
-    B, C = grad_out.shape[:2]
-    grad = grad_out.new_zeros((B, C, n))
-    grad.scatter_add_(2, _flat_index(indices, C), grad_out.reshape(B, C, -1))
-    return grad
+    return _gather_backward(grad_out, indices, n)
 
 
 def gather_points(features: Tensor, indices: Tensor) -> Tensor:
     """(B, C, N) features, (B, M) indices -> (B, C, M)."""
-    return torch.gather(features, 2, _flat_index(indices, features.shape[1]))
+    return _gather(features, indices)
 
 
 def gather_points_backward(grad_out: Tensor, indices: Tensor, n: int) -> Tensor:
     """(B, C, M) gradient -> (B, C, N)."""
-    B, C = grad_out.shape[:2]
-    grad = grad_out.new_zeros((B, C, n))
-    grad.scatter_add_(2, _flat_index(indices, C), grad_out)
-    return grad
+    return _gather_backward(grad_out, indices, n)
 
 
 def three_interpolate(features: Tensor, indices: Tensor, weight: Tensor) -> Tensor:
     """(B, C, M) features, (B, N, 3) indices and weights -> (B, C, N) weighted sums.
 
-    Summed as CUDA does, ``w0 * f0 + w1 * f1 + w2 * f2``, one neighbour at a time so the
-    peak memory is two (B, C, N) tensors rather than a (B, C, N, 3) one.
+    Summed as CUDA does, ``w0 * f0 + w1 * f1 + w2 * f2``, in one pass without a
+    (B, C, N, 3) temporary.
     """
-    C = features.shape[1]
-    # Contiguous per-neighbour index and weight planes: gather is slow on strided indices.
-    idx = indices.long().permute(2, 0, 1).contiguous()
-    w = weight.permute(2, 0, 1).contiguous()
-    out = None
-    for j in range(3):
-        term = torch.gather(features, 2, _flat_index(idx[j], C)).mul_(w[j][:, None, :])
-        out = term if out is None else out.add_(term)
-    return out
+    B, C, M = features.shape
+    N = indices.shape[1]
+    if not _numba_dtype(features):
+        idx = indices.long().permute(2, 0, 1).contiguous()
+        w = weight.permute(2, 0, 1).contiguous()
+        out = None
+        for j in range(3):
+            term = torch.gather(features, 2, _flat_index(idx[j], C)).mul_(w[j][:, None, :])
+            out = term if out is None else out.add_(term)
+        return out
+    src = _rows(features)
+    w = weight.detach().to(features.dtype).contiguous().numpy()
+    out = np.empty((B * C, N), dtype=src.dtype)
+    _kernel('interpolate_rows', out.size * 3)(src, _index_rows(indices, M, keep_last=True), w,
+                                              C, out)
+    return torch.from_numpy(out).view(B, C, N)
 
 
 def three_interpolate_backward(grad_out: Tensor, indices: Tensor, weight: Tensor,
                                m: int) -> Tensor:
     """(B, C, N) gradient -> (B, C, M) gradient of the features (weights get none, as mmcv)."""
     B, C = grad_out.shape[:2]
-    idx = indices.long().permute(2, 0, 1).contiguous()
-    w = weight.permute(2, 0, 1).contiguous()
-    grad = grad_out.new_zeros((B, C, m))
-    for j in range(3):
-        grad.scatter_add_(2, _flat_index(idx[j], C), grad_out * w[j][:, None, :])
-    return grad
+    if not _numba_dtype(grad_out):
+        idx = indices.long().permute(2, 0, 1).contiguous()
+        w = weight.permute(2, 0, 1).contiguous()
+        grad = grad_out.new_zeros((B, C, m))
+        for j in range(3):
+            grad.scatter_add_(2, _flat_index(idx[j], C), grad_out * w[j][:, None, :])
+        return grad
+    rows = _rows(grad_out)
+    w = weight.detach().to(grad_out.dtype).contiguous().numpy()
+    grad = np.zeros((B * C, m), dtype=rows.dtype)
+    _kernel('interpolate_rows_backward', rows.size * 3)(
+        rows, _index_rows(indices, m, keep_last=True), w, C, grad)
+    return torch.from_numpy(grad).view(B, C, m)
 
 
 # ----------------------------------------------------------------------------------------------
