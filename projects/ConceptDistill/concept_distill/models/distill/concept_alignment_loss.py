@@ -91,7 +91,9 @@ class ConceptAlignmentLoss(nn.Module):
             self.register_buffer('center_ready', torch.tensor(False))
         self.center_momentum = center_momentum
         log_scale = torch.tensor(math.log(1.0 / temperature))
-        if learnable_temperature:
+        # Without the contrastive term the temperature would be an unused parameter (which
+        # DDP rejects), so it is only learnable when it is used.
+        if learnable_temperature and contrastive_weight > 0:
             self.logit_scale = nn.Parameter(log_scale)
         else:
             self.register_buffer('logit_scale', log_scale)
