@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 
 import mmdet3d
@@ -20,6 +21,17 @@ SCANNET = CFG_DIR / 'minkunet34_w32_spconv_8xb2-cosine-200e_scannet-seg.py'
 S3DIS = CFG_DIR / 'minkunet34_w32_spconv_8xb2-cosine-600e_s3dis-seg.py'
 SCANNET_PT = CFG_DIR / 'minkunet34_w32_spconv_concept-distill_8xb2-cosine-200e_scannet-seg.py'
 S3DIS_PT = CFG_DIR / 'minkunet34_w32_spconv_concept-distill_8xb2-cosine-600e_s3dis-seg.py'
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Run on one intra-op thread: spconv's CPU path issues thousands of small GEMMs, and with
+    several OpenMP threads on a busy machine each one waits for the others (measured here: the
+    over-fit run took 15 min with 2 threads vs 3.5 min with 1 on a loaded 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _dataset_cfg(cfg: Config, split: str, fixtures: Path, kind: str) -> dict:

@@ -45,7 +45,7 @@ def overfit_config(data_root: Path, work_dir: Path, iters: int, width: int = 16,
     return cfg
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def one_thread() -> Iterator[None]:
     """Run on one intra-op thread: spconv's CPU path issues thousands of small GEMMs, and with
     several OpenMP threads on a busy machine each one waits for the others (measured here: the
@@ -57,7 +57,6 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures('one_thread')
 def test_minkunet_overfits_one_synthetic_scene(tmp_path: Path) -> None:
     data_root = tmp_path / 'scannet'
     summary = create_synthetic_scannet(data_root, num_scenes=1, seed=0, points_per_scene=10000,

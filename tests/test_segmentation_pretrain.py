@@ -24,6 +24,17 @@ SEG_CONFIGS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Run on one intra-op thread: spconv's CPU path issues thousands of small GEMMs, and with
+    several OpenMP threads on a busy machine each one waits for the others (measured here: the
+    over-fit run took 15 min with 2 threads vs 3.5 min with 1 on a loaded 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _small_backbone() -> torch.nn.Module:
     return MODELS.build(dict(
         type='MinkUNetBackbone', in_channels=6, base_channels=8, encoder_channels=[8, 16, 16, 16],
@@ -93,19 +104,7 @@ def test_pretrain_backbone_is_the_segmentation_backbone() -> None:
         assert any(h['type'] == 'PretrainedBackboneCheckHook' for h in seg.custom_hooks)
 
 
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Run on one intra-op thread: spconv's CPU path issues thousands of small GEMMs, and with
-    several OpenMP threads on a busy machine each one waits for the others (measured here: the
-    over-fit run took 15 min with 2 threads vs 3.5 min with 1 on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
-@pytest.mark.usefixtures('one_thread')
 def test_pretrain_then_load_into_both_segmentation_configs(tmp_path: Path) -> None:
     """Two pre-training iterations on a synthetic scene write a backbone checkpoint that loads
     into the ScanNet and S3DIS configs with zero missing / unexpected keys."""
