@@ -76,7 +76,7 @@ def run_stage(stage: Stage, index: int, total: int) -> None:
     if tty and last_shown:
         print()
     if proc.returncode != 0:
-        tail = ''.join(open(stage.log).readlines()[-25:])
+        tail = ''.join(stage.log.read_text().splitlines(keepends=True)[-25:])
         raise SystemExit(f'\n{tail}\n[demo] step "{stage.name}" failed (exit '
                          f'{proc.returncode}); full log: {stage.log}')
     print(f'      done in {stage.seconds:.0f} s', flush=True)

@@ -8,12 +8,11 @@ import os
 import platform
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 
-import matplotlib
-
 matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +70,8 @@ def plot_curves(pre: list[dict], scratch: list[dict], pretrained: list[dict], pa
         x, y = series(pre, key)
         if x:
             ax.plot(x, y, label=f'train batch {key}')
-    ax.set(title='Student vs teacher alignment (train batches)', xlabel='iteration', ylim=(-0.05, 1.05))
+    ax.set(title='Student vs teacher alignment (train batches)', xlabel='iteration',
+           ylim=(-0.05, 1.05))
     ax.legend()
     ax = axes[2]
     for name, recs in (('from scratch', scratch), ('pre-trained backbone', pretrained)):
@@ -107,8 +107,8 @@ def plot_pairing(data_root: str, path: Path) -> dict:
 def plot_concepts(cfg_path: str, options: dict, checkpoint: str, path: Path) -> None:
     """Which points each concept attends to, on one held-out frame (last cross-attention)."""
     import torch
-    from mmengine.dataset import pseudo_collate
     from mmdet3d.registry import DATASETS, MODELS
+    from mmengine.dataset import pseudo_collate
     from PIL import Image
 
     from concept_distill.engine import load_checkpoint_file
@@ -170,8 +170,8 @@ def plot_boxes(cfg_path: str, runs: dict, options: dict, path: Path,
                score_thr: float = 0.3) -> None:
     """Predicted vs ground-truth boxes, top-down, on one val scene, for each VoteNet run."""
     import torch
-    from mmengine.dataset import pseudo_collate
     from mmdet3d.registry import DATASETS, MODELS
+    from mmengine.dataset import pseudo_collate
 
     from concept_distill.engine import load_checkpoint_file
 
@@ -218,7 +218,7 @@ def _figure(report_dir: Path, name: str, fn, *args) -> tuple[str, str]:
     try:
         out = fn(*args, report_dir / name)
         return name, '' if not isinstance(out, dict) else json.dumps(out)
-    except Exception as err:  # noqa: BLE001  (a figure must not sink the report)
+    except Exception as err:
         return '', f'{type(err).__name__}: {err}'
 
 
