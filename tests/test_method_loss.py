@@ -151,3 +151,22 @@ def test_target_centring_removes_the_common_component() -> None:
     assert torch.allclose(centred.target_center, 0.5 * center + 0.5 * torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match='embed_dim'):
         make_loss(contrastive_weight=1.0, center_momentum=0.9)
+
+
+def test_retrieval_metric_over_random_and_ordered_galleries() -> None:
+    from concept_distill.models.distill import ConceptRetrievalMetric
+
+    t = torch.eye(8)
+    perfect = ConceptRetrievalMetric(num_candidates=4, gallery_seed=0)
+    perfect.process({}, [dict(student_embedding=t[i], teacher_embedding=t[i]) for i in range(8)])
+    out = perfect.compute_metrics(perfect.results)
+    assert out['top1'] == out['top1_ordered'] == 1.0
+    assert out['chance'] == 0.25 and out['num_candidates'] == 4 and out['top1_over_chance'] == 4
+    # Students swap pairs (0,1), (2,3), ...: always wrong while the twin shares the gallery.
+    metric = ConceptRetrievalMetric(num_candidates=4, gallery_seed=0)
+    metric.process({}, [dict(student_embedding=t[i ^ 1], teacher_embedding=t[i])
+                        for i in range(8)])
+    out = metric.compute_metrics(metric.results)
+    assert out['top1_ordered'] == 0.0 and out['top1'] < 1.0
+    with pytest.raises(KeyError, match='predict outputs'):
+        metric.process({}, [dict(student_embedding=t[0])])
