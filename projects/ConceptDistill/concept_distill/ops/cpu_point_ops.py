@@ -23,7 +23,7 @@ _CELLS_PER_POINT = 4
 _BRUTE_FORCE_PAIRS = 1 << 18
 # Kernels with less work than this (elementary steps) run on one thread.
 _PARALLEL_WORK = 1 << 20
-# Points per kd-leaf in furthest point sampling (leaves far from a new sample are skipped).
+# Points per leaf in furthest point sampling (leaves far from a new sample are skipped).
 _FPS_LEAF = 64
 
 _KERNEL_MODULES = ('numba_sampling', 'numba_neighbours', 'numba_gathers', 'numba_boxes')
@@ -85,7 +85,6 @@ def furthest_point_sample(points_xyz: Tensor, num_points: int) -> Tensor:
     if num_points > 0 and N > 0:
         xyz = _coords(points_xyz)
         block = _cuda_fps_block(N)
-        # Leaf skipping leaves roughly a few point updates per sample and point.
         if N <= 2 * _FPS_LEAF:
             _kernel('fps_batch', B * N * num_points)(xyz, num_points, block, out)
         else:
