@@ -215,6 +215,28 @@ def test_fps_with_dist_matches_reference() -> None:
         assert idx[i].tolist() == _ref_fps_from_dist(lambda r, d=d: d[r], 200, 50)
 
 
+def test_points_sampler_modes_as_mmdet3d_uses_them() -> None:
+    """mmcv's PointsSampler (D-FPS, F-FPS from feature distances, FS, sample ranges) on CPU."""
+    from mmcv.ops import PointsSampler
+    from mmcv.ops.points_sampler import calc_square_dist
+
+    rng = _rng(18)
+    xyz = _cloud(rng, 2, 120)
+    feats = torch.from_numpy(rng.random((2, 4, 120)).astype(np.float32))
+    sampler = PointsSampler([10, 6], ['F-FPS', 'FS'], [80, -1])
+    idx = sampler(xyz, feats)
+    assert idx.shape == (2, 10 + 2 * 6)
+    both = torch.cat([xyz, feats.transpose(1, 2)], 2)
+    # The distance matrices FFPSSampler hands to the op, one per sample range.
+    head = calc_square_dist(both[:, :80], both[:, :80], norm=False).numpy()
+    tail = calc_square_dist(both[:, 80:], both[:, 80:], norm=False).numpy()
+    for b in range(2):
+        f_fps = _ref_fps_from_dist(lambda r, d=head[b]: d[r], 80, 10)
+        fs = _ref_fps_from_dist(lambda r, d=tail[b]: d[r], 40, 6) + \
+            _ref_fps(xyz[b, 80:].numpy(), 6)
+        assert idx[b].tolist() == f_fps + [80 + i for i in fs]
+
+
 # ----------------------------------------------------------------------------------------------
 # Ball query
 # ----------------------------------------------------------------------------------------------
