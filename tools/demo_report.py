@@ -140,7 +140,10 @@ def plot_concepts(cfg_path: str, options: dict, checkpoint: str, path: Path) -> 
     img_path = info.get('img_path')
     show = min(4, k)
     strongest = np.argsort(-weights.max(1).values.numpy())[:show]
-    fig, axes = plt.subplots(1, 2 + show, figsize=(4.2 * (2 + show), 4.4))
+    fig, grid = plt.subplots(2, 3, figsize=(13, 8.5))
+    axes = list(grid.flat)
+    for ax in axes[2 + show:]:
+        ax.axis('off')
     if img_path and os.path.exists(img_path):
         axes[0].imshow(Image.open(img_path))
     axes[0].set_title(f'frame {info.get("frame_id", "")}')
@@ -167,7 +170,7 @@ def _box_corners_xy(box) -> np.ndarray:
 
 
 def plot_boxes(cfg_path: str, runs: dict, options: dict, path: Path,
-               score_thr: float = 0.3) -> None:
+               score_thr: float = 0.3, top_k: int = 5) -> None:
     """Predicted vs ground-truth boxes, top-down, on one val scene, for each VoteNet run."""
     import torch
     from mmdet3d.registry import DATASETS, MODELS
@@ -188,7 +191,11 @@ def plot_boxes(cfg_path: str, runs: dict, options: dict, path: Path,
         model.eval()
         with torch.no_grad():
             pred = model.test_step(pseudo_collate([sample]))[0].pred_instances_3d
-        keep = pred.scores_3d > score_thr
+        # Short demo runs score few boxes above the threshold: show at least the best few.
+        order = pred.scores_3d.argsort(descending=True)
+        keep = torch.zeros_like(pred.scores_3d, dtype=torch.bool)
+        keep[order[:top_k]] = True
+        keep |= pred.scores_3d > score_thr
         ax.scatter(pts[:, 0], pts[:, 1], s=0.3, c='0.7')
         for i in range(len(gt)):
             poly = _box_corners_xy(gt[i])
@@ -197,8 +204,9 @@ def plot_boxes(cfg_path: str, runs: dict, options: dict, path: Path,
         for i in range(len(boxes)):
             poly = _box_corners_xy(boxes[i])
             ax.plot(poly[:, 0], poly[:, 1], 'r--', lw=1.2,
-                    label=f'predicted (score > {score_thr})' if i == 0 else None)
-        ax.set_title(f'{name}: {int(keep.sum())} boxes')
+                    label=f'predicted (score > {score_thr} or top {top_k})' if i == 0 else None)
+        ax.set_title(f'{name}: {int((pred.scores_3d > score_thr).sum())} boxes scored > '
+                     f'{score_thr}; best score {float(pred.scores_3d.max()):.2f}')
         ax.set_aspect('equal')
         ax.legend(loc='upper right')
     fig.tight_layout()
@@ -224,6 +232,11 @@ def _figure(report_dir: Path, name: str, fn, *args) -> tuple[str, str]:
 
 def write_report(out: Path, stages: list, sizes: dict, args, total_seconds: float) -> str:
     """Write OUT/report/report.md and its PNGs; return the one-screen summary."""
+    from mmdet3d.utils import register_all_modules
+
+    import concept_distill  # noqa: F401  (registers the paired transforms)
+
+    register_all_modules(init_default_scope=True)
     report = out / 'report'
     report.mkdir(parents=True, exist_ok=True)
     pre = read_scalars(out / 'pretrain')
