@@ -150,8 +150,8 @@ def plan(args: argparse.Namespace, out: Path) -> tuple[list[Stage], dict]:
     """The demo's commands, sized by --scale."""
     s = args.scale
     sizes = dict(num_scenes=max(5, round(10 * s)), val_scenes=max(2, round(3 * s)),
-                 num_frames=12, points=40000, pretrain_iters=max(20, round(240 * s)),
-                 votenet_epochs=max(2, round(10 * s)))
+                 num_frames=12, points=40000, pretrain_iters=max(20, round(50 * s)),
+                 votenet_epochs=max(2, round(4 * s)))
     data_root = Path(args.data_root).resolve() if args.data_root else out / 'data'
     cache = out / 'teacher_cache'
     teacher_opts = [f'model.teacher.model_name={args.clip_model}']

@@ -12,8 +12,8 @@ data_root = 'demo_output/data/'
 teacher_cache = 'demo_output/teacher_cache'
 teacher = {{_base_.model.teacher}}
 image_preprocessing = {{_base_.image_preprocessing}}
-num_points = 8192
-max_iters = 240
+num_points = 4096
+max_iters = 50
 
 # Cached teacher: images are not decoded; LoadTeacherFeatures adds teacher_global and the
 # patch tokens (the default loss's set-to-set term reads them).

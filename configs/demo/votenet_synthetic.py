@@ -5,8 +5,8 @@ _base_ = ['mmdet3d::votenet/votenet_8xb8_scannet-3d.py']
 custom_imports = dict(imports=['concept_distill'], allow_failed_imports=False)
 
 data_root = 'demo_output/data/'  # tools/demo.py passes its own through --cfg-options
-num_points = 20000
-max_epochs = 10  # x `repeat` passes over the train scenes
+num_points = 8192
+max_epochs = 4  # x `repeat` passes over the train scenes
 repeat = 8
 
 train_pipeline = [
