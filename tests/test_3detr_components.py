@@ -221,3 +221,37 @@ def test_set_loss_heading_terms_and_gradients():
     assert out['loss_heading_reg'].item() > 0
     sum(out.values()).backward()
     assert heading_logits.grad.abs().sum() > 0 and heading_res.grad.abs().sum() > 0
+
+
+def test_random_cuboid_crops_points_boxes_and_masks_together():
+    import numpy as np
+    from mmdet3d.structures import DepthInstance3DBoxes, DepthPoints
+
+    from concept_distill.models.threedetr import RandomCuboid3D
+
+    rng = np.random.default_rng(0)
+    xyz = rng.uniform([0, 0, 0], [8, 8, 3], size=(5000, 3)).astype(np.float32)
+    boxes = DepthInstance3DBoxes(torch.tensor([[1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.0],
+                                               [7.0, 7.0, 0.5, 0.5, 0.5, 0.5, 0.0]]),
+                                 origin=(0.5, 0.5, 0.5))
+
+    def results():
+        return dict(points=DepthPoints(torch.from_numpy(xyz), points_dim=3),
+                    gt_bboxes_3d=boxes.clone(), gt_labels_3d=np.array([3, 5]),
+                    pts_instance_mask=np.arange(5000), pts_semantic_mask=np.arange(5000) % 7)
+
+    np.random.seed(0)
+    crop = RandomCuboid3D(min_points=500, min_crop=0.5, max_crop=0.8)
+    for _ in range(5):
+        out = crop(results())
+        kept = out['pts_instance_mask']
+        n = len(out['points'])
+        assert 500 <= n < 5000 and len(kept) == n == len(out['pts_semantic_mask'])
+        assert np.allclose(out['points'].coord.numpy(), xyz[kept])  # rows kept in step
+        lo, hi = xyz[kept].min(0), xyz[kept].max(0)
+        centres = out['gt_bboxes_3d'].gravity_center.numpy()
+        assert 1 <= len(centres) == len(out['gt_labels_3d'])
+        assert ((centres >= lo) & (centres <= hi)).all()
+    # no crop can hold more points than the scene: left unchanged
+    same = RandomCuboid3D(min_points=6000)(results())
+    assert len(same['points']) == 5000 and len(same['gt_bboxes_3d']) == 2
