@@ -138,7 +138,8 @@ def test_export_tool(tmp_path, trained_backbone, capsys) -> None:
                 'meta': {'iter': 2, 'epoch': 0, 'cfg': cfg_text,
                          'teacher': trained_backbone['teacher_key']}}, ckpt)
     out = tmp_path / 'backbone.pth'
-    assert export_backbone.main([str(ckpt), str(out), '--target-config', VOTENET_CFG]) == 0
+    assert export_backbone.main([str(ckpt), str(out), '--target-config',
+                                 'mmdet3d::votenet/votenet_8xb8_scannet-3d.py']) == 0
     exported = torch.load(out, weights_only=True)
     assert set(exported['state_dict']) == {'backbone.' + k for k in trained_backbone['state']}
     assert exported['meta']['iteration'] == 2

@@ -13,6 +13,7 @@ without --force; the file is written atomically.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os.path as osp
 import sys
 
@@ -36,10 +37,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def load_config(path: str) -> Config:
+    """Config.fromfile, also for package configs written as 'mmdet3d::votenet/x.py'."""
+    if '::' in path:
+        package, rel = path.split('::', 1)
+        root = osp.dirname(importlib.import_module(package).__file__)
+        path = osp.join(root, '.mim', 'configs', rel)
+    return Config.fromfile(path)
+
+
 def _source_backbone_cfg(args: argparse.Namespace, ckpt: dict) -> tuple[dict | None, str]:
     """The pre-training backbone config and where it came from."""
     if args.config:
-        return Config.fromfile(args.config).model.get('backbone'), args.config
+        return load_config(args.config).model.get('backbone'), args.config
     cfg_text = (ckpt.get('meta') or {}).get('cfg')
     if isinstance(cfg_text, str) and cfg_text:
         cfg = Config.fromstring(cfg_text, file_format='.py')
@@ -69,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         state = extract_backbone_state(ckpt, args.prefix, args.checkpoint)
         source_cfg, source_name = _source_backbone_cfg(args, ckpt)
         if args.target_config:
-            target = Config.fromfile(args.target_config).model
+            target = load_config(args.target_config).model
             target_name = args.target_config
         elif source_cfg is not None:
             target, target_name = source_cfg, source_name

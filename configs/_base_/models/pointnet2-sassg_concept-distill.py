@@ -37,4 +37,7 @@ model = dict(
         contrastive_weight=1.0,
         temperature=0.07,
         learnable_temperature=True,
+        # InfoNCE on embeddings minus an EMA of the teacher's mean direction (CLIP image
+        # embeddings share a large common component).
+        center_momentum=0.9,
         set_weight=0.0))  # needs patch tokens (online teacher, or a cache with --tokens patch)
