@@ -35,8 +35,13 @@ def stub_runner(model, tmp_path, optim=None, dataset=None) -> SimpleNamespace:
 def test_before_train_checks_the_frozen_teacher(model, tmp_path) -> None:
     optim = optim_wrapper_for(model)
     hook = ConceptDistillHook(log_alignment=False)
-    hook.before_train(stub_runner(model, tmp_path, optim))
+    runner = stub_runner(model, tmp_path, optim)
+    runner.message_hub.update_info('last_ckpt', str(tmp_path / 'iter_5.pth'))  # as on resume
+    hook.before_train(runner)
     assert model.log_alignment is False  # the hook switches the batch metrics
+    hook.after_train_iter(runner, 5)
+    # The checkpoint a run resumed from is not re-exported with weights that have moved on.
+    assert not list(tmp_path.glob('backbone_*'))
     # A teacher parameter smuggled into the optimizer is caught.
     optim.optimizer.add_param_group({'params': [next(model.teacher.parameters())]})
     with pytest.raises(RuntimeError, match='in the optimizer'):

@@ -85,6 +85,9 @@ class ConceptDistillHook(Hook):
                                'must stay frozen')
         model.log_alignment = self.log_alignment
         self._check_cache(runner, model)
+        # A resumed run restores `last_ckpt` (the checkpoint it resumed from): that one already
+        # has its mirror, and the weights will have moved by the time the next iteration ends.
+        self._exported = runner.message_hub.get_info('last_ckpt')
         key = teacher.cache_key()
         runner.logger.info(f'ConceptDistillHook: teacher {key["model_name"]} weights '
                            f'{key["weights_digest"]}, image size {key["image_size"]}, '

@@ -42,6 +42,10 @@ class ConceptDistiller(BaseModel):
                  log_alignment: bool = True,
                  data_preprocessor: dict | nn.Module | None = None,
                  init_cfg: dict | None = None) -> None:
+        if data_preprocessor is None:
+            # Collates the point lists and stacks the images (mean/std None: the teacher
+            # normalises with its own open_clip config).
+            data_preprocessor = dict(type='Det3DDataPreprocessor')
         if isinstance(data_preprocessor, dict):
             # Build through mmdet3d's registry so the preprocessor resolves without a default
             # scope (mmengine's BaseModel would use the root registry).
