@@ -95,3 +95,14 @@ def test_teacher_back_to_eval_and_export_at_each_checkpoint(model, tmp_path) -> 
     (tmp_path / 'backbone_iter_10.pth').unlink()
     hook.after_train_iter(runner, 10)
     assert not (tmp_path / 'backbone_iter_10.pth').exists()
+
+
+def test_best_checkpoint_is_mirrored(model, tmp_path) -> None:
+    hook = ConceptDistillHook()
+    runner = stub_runner(model, tmp_path)
+    hook.after_val_epoch(runner, {})
+    assert not list(tmp_path.glob('backbone_*'))
+    runner.message_hub.update_info('best_ckpt', str(tmp_path / 'best_align_top1_iter_9.pth'))
+    hook.after_val_epoch(runner, {})
+    assert (tmp_path / 'backbone_best_align_top1_iter_9.pth').is_file()
+    assert not (tmp_path / 'backbone_latest.pth').exists()  # latest follows iter/epoch files

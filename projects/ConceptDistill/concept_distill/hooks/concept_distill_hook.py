@@ -40,7 +40,8 @@ class ConceptDistillHook(Hook):
       `log_alignment` is on.
     - at every checkpoint the CheckpointHook writes (`iter_N.pth` / `epoch_N.pth`), writes
       `backbone_<name>.pth` next to it (keys `backbone.*`, meta: source config, teacher name
-      and weights digest, iteration) and refreshes `backbone_latest.pth`.
+      and weights digest, iteration) and refreshes `backbone_latest.pth`; a `best_*.pth`
+      (CheckpointHook `save_best`) gets its `backbone_best_*.pth` too.
 
     Priority LOWEST: it runs after the CheckpointHook (VERY_LOW) of the same iteration, so
     the checkpoint it mirrors exists.
@@ -55,6 +56,7 @@ class ConceptDistillHook(Hook):
         self.write_latest = write_latest
         self.prefix = prefix
         self._exported: str | None = None
+        self._exported_best: str | None = None
         self._pending: dict = {}
 
     @staticmethod
@@ -88,6 +90,7 @@ class ConceptDistillHook(Hook):
         # A resumed run restores `last_ckpt` (the checkpoint it resumed from): that one already
         # has its mirror, and the weights will have moved by the time the next iteration ends.
         self._exported = runner.message_hub.get_info('last_ckpt')
+        self._exported_best = runner.message_hub.get_info('best_ckpt')
         key = teacher.cache_key()
         runner.logger.info(f'ConceptDistillHook: teacher {key["model_name"]} weights '
                            f'{key["weights_digest"]}, image size {key["image_size"]}, '
@@ -141,6 +144,14 @@ class ConceptDistillHook(Hook):
         """Mirror an epoch checkpoint."""
         self._maybe_export(runner)
 
+    def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
+        """Mirror a `best_*.pth` the CheckpointHook (`save_best`) has just written."""
+        best = runner.message_hub.get_info('best_ckpt')
+        if self.export_backbone and best and best != self._exported_best:
+            self._exported_best = best
+            if is_main_process():
+                self.export(runner, best, write_latest=False)
+
     def _maybe_export(self, runner) -> None:
         if not self.export_backbone:
             return
@@ -151,7 +162,7 @@ class ConceptDistillHook(Hook):
         if is_main_process():
             self.export(runner, last)
 
-    def export(self, runner, checkpoint_path: str) -> str:
+    def export(self, runner, checkpoint_path: str, write_latest: bool = True) -> str:
         """Write the backbone of the current model next to `checkpoint_path`."""
         model = self._model(runner)
         folder, name = osp.split(checkpoint_path)
@@ -175,7 +186,7 @@ class ConceptDistillHook(Hook):
         # Validate what was written against this run's backbone: a broken export fails here,
         # not at fine-tuning time.
         check_backbone_checkpoint(out, model.backbone, self.prefix)
-        if self.write_latest:
+        if self.write_latest and write_latest:
             save_backbone_checkpoint(state, meta, osp.join(folder, 'backbone_latest.pth'),
                                      self.prefix, overwrite=True)
         runner.logger.info(f'ConceptDistillHook: wrote backbone checkpoint {out} '
