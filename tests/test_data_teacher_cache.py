@@ -131,3 +131,14 @@ def test_cache_of_another_teacher_is_a_clear_error(setup):
         extract_teacher_features(cfg, str(cache_dir), splits=('val',))
     with pytest.raises(TeacherCacheError, match='no teacher-feature cache at'):
         TRANSFORMS.build(dict(type='LoadTeacherFeatures', cache_dir=str(tmp / 'nowhere')))
+
+
+def test_resume_with_another_token_set_is_an_error(tmp_path):
+    """A cache made without tokens must not 'resume' as complete when tokens are asked for."""
+    from concept_distill.datasets.teacher_cache import TeacherCacheError, TeacherFeatureCache
+
+    key = dict(teacher=dict(model_name='toy'))
+    TeacherFeatureCache.create_or_resume(tmp_path / 'c', key, ['a', 'b'], global_dim=4)
+    with pytest.raises(TeacherCacheError, match="'tokens'"):
+        TeacherFeatureCache.create_or_resume(tmp_path / 'c', key, ['a', 'b'], global_dim=4,
+                                             tokens_shape=(3, 4), tokens_name='patch')

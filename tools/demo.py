@@ -16,7 +16,6 @@ Every step is a real command of this repository; the report lists them.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import os.path as osp
 import re
@@ -96,14 +95,6 @@ def _status_line(line: str) -> str:
     return ''
 
 
-def latest_scalars(work_dir: Path) -> list[dict]:
-    """The scalars mmengine's LocalVisBackend logged in the newest run of ``work_dir``."""
-    files = sorted(work_dir.glob('*/vis_data/scalars.json'), key=lambda p: p.stat().st_mtime)
-    if not files:
-        raise FileNotFoundError(f'no vis_data/scalars.json under {work_dir}')
-    return [json.loads(x) for x in files[-1].read_text().splitlines() if x.strip()]
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -173,7 +164,7 @@ def plan(args: argparse.Namespace, out: Path) -> tuple[list[Stage], dict]:
     stages += [
         Stage("Cache the CLIP teacher's embeddings of every frame", [
             PY, 'tools/extract_teacher_features.py', PRETRAIN_CFG, '--cache-dir', str(cache),
-            '--tokens', 'patch', '--cfg-options', *pre_opts], out / 'logs' / 'teacher_cache.log'),
+            '--cfg-options', *pre_opts], out / 'logs' / 'teacher_cache.log'),
         Stage('Pre-train PointNet2SASSG with concept alignment', [
             PY, 'tools/train.py', PRETRAIN_CFG, '--work-dir', str(out / 'pretrain'),
             '--cfg-options', *pre_opts], out / 'logs' / 'pretrain.log'),

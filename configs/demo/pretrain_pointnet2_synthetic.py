@@ -15,10 +15,10 @@ image_preprocessing = {{_base_.image_preprocessing}}
 num_points = 4096
 max_iters = 50
 
-# Cached teacher: images are not decoded; LoadTeacherFeatures adds teacher_global and the
-# patch tokens (the default loss's set-to-set term reads them).
+# Cached teacher: images are not decoded; LoadTeacherFeatures adds teacher_global (the
+# default loss has no set-to-set term, so no patch tokens are cached or read).
 # ResizeCropForTeacher needs no decoded image: it maps pixel_uv into the teacher's 224x224
-# frame, the one the cached patch tokens live in.
+# frame, the one the teacher saw.
 # (index 4 of each pipeline is LoadTeacherFeatures: tools/demo.py sets its cache_dir)
 train_pipeline = [
     dict(type='LoadScenePoints', coord_type='DEPTH', shift_height=True, load_dim=6,
@@ -27,7 +27,7 @@ train_pipeline = [
     image_preprocessing,
     dict(type='FrustumPointPairing', num_points=num_points, depth_range=(0.1, 10.0),
          occlusion_tol=0.1, min_points=512),
-    dict(type='LoadTeacherFeatures', cache_dir=teacher_cache, teacher=teacher, tokens=True,
+    dict(type='LoadTeacherFeatures', cache_dir=teacher_cache, teacher=teacher,
          preprocessing=image_preprocessing),
     dict(type='GlobalAlignment', rotation_axis=2),
     dict(type='RandomFlip3D', sync_2d=False, flip_ratio_bev_horizontal=0.5,
@@ -43,7 +43,7 @@ test_pipeline = [
     image_preprocessing,
     dict(type='FrustumPointPairing', num_points=num_points, depth_range=(0.1, 10.0),
          occlusion_tol=0.1, min_points=512),
-    dict(type='LoadTeacherFeatures', cache_dir=teacher_cache, teacher=teacher, tokens=True,
+    dict(type='LoadTeacherFeatures', cache_dir=teacher_cache, teacher=teacher,
          preprocessing=image_preprocessing),
     dict(type='GlobalAlignment', rotation_axis=2),
     dict(type='PackPairedInputs'),

@@ -85,6 +85,9 @@ class TeacherFeatureCache:
             diff = key_mismatch(index['key'], key)
             if diff is None:
                 diff = key_mismatch(key, index['key'])
+            held = (index.get('tokens') or {}).get('name')
+            if diff is None and held != tokens_name:
+                diff = ('tokens', held, tokens_name)
             if diff is not None or index['frame_ids'] != list(frame_ids):
                 what = (f'field {diff[0]!r} is {diff[1]!r} there but {diff[2]!r} now' if diff
                         else 'its frame list differs')
