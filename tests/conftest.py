@@ -10,6 +10,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES_ROOT = REPO_ROOT.parent / 'shared' / 'fixtures' / 'real'
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite runs with the allocator policy the tools use (see engine/cpu_allocator.py)."""
+    from concept_distill.engine import retain_freed_memory
+
+    retain_freed_memory()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip only tests marked ``gpu`` when CUDA is absent; CPU paths never skip."""
     if torch.cuda.is_available():

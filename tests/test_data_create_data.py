@@ -36,7 +36,7 @@ def _rq(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return k @ d, d @ r
 
 
-def test_sunrgbd_subcommand(create_data, fixtures_root, tmp_path):
+def test_sunrgbd_subcommand(create_data, fixtures_root, tmp_path, capsys):
     src = fixtures_root / 'sunrgbd'
     info = pickle.loads((src / 'sunrgbd_000017_infos.pkl').read_bytes())['data_list'][0]
     # Rebuild the MATLAB toolbox's output for frame 17: depth .mat, image, calib, labels.
@@ -64,6 +64,7 @@ def test_sunrgbd_subcommand(create_data, fixtures_root, tmp_path):
         (trainval / f'{split}_data_idx.txt').write_text('17\n')
 
     summary = create_data.main(['sunrgbd', '--root-path', str(tmp_path)])
+    assert '2/2' in capsys.readouterr().err  # progress: train and val samples
     assert sorted(Path(p).name for p in summary['info_files']) == [
         'sunrgbd_infos_train.pkl', 'sunrgbd_infos_val.pkl']
     out = pickle.loads((tmp_path / 'sunrgbd_infos_train.pkl').read_bytes())
@@ -83,7 +84,7 @@ def test_sunrgbd_subcommand(create_data, fixtures_root, tmp_path):
     assert len(pair['uv']) > 49000 and pair['color_error'] < 0.01
 
 
-def test_s3dis_subcommand(create_data, fixtures_root, tmp_path):
+def test_s3dis_subcommand(create_data, fixtures_root, tmp_path, capsys):
     src = fixtures_root / 's3dis'
     pts = np.fromfile(src / 'points' / 'Area_1_office_2.bin', np.float32).reshape(-1, 6)
     sem = np.fromfile(src / 'semantic_mask' / 'Area_1_office_2.bin', np.int64)
@@ -98,6 +99,7 @@ def test_s3dis_subcommand(create_data, fixtures_root, tmp_path):
             np.save(tmp_path / 's3dis_data' / f'Area_{area}_office_1_{name}.npy', arr)
 
     summary = create_data.main(['s3dis', '--root-path', str(tmp_path)])
+    assert '6/6' in capsys.readouterr().err  # progress: one room per area
     assert len(summary['info_files']) == 6
     out = pickle.loads((tmp_path / 's3dis_infos_Area_5.pkl').read_bytes())
     assert out['metainfo']['dataset'] == 's3dis'

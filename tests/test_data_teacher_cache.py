@@ -48,13 +48,15 @@ def _load_tool():
 
 
 @pytest.mark.filterwarnings('ignore:.*RANDOMLY')
-def test_extract_resume_and_read_back(setup):
+def test_extract_resume_and_read_back(setup, capsys):
     tmp, root, cfg_path = setup
     cache_dir = tmp / 'teacher_cache'
     cfg = Config.fromfile(str(cfg_path))
     # A run "killed" after its first chunk of 2 frames ...
+    calls = []
     part = extract_teacher_features(cfg, str(cache_dir), tokens='patch', batch_size=2,
-                                    max_chunks=1)
+                                    max_chunks=1, progress=lambda *a: calls.append(a))
+    assert calls == [(0, 5), (2, 5)]  # (done, total): at the start, after the chunk
     assert part['frames'] == 5 and part['done'] == 2  # train and val share the scene
     with pytest.raises(TeacherCacheError, match=r'incomplete \(2 of 5'):
         TRANSFORMS.build(dict(type='LoadTeacherFeatures', cache_dir=str(cache_dir)))
@@ -62,6 +64,7 @@ def test_extract_resume_and_read_back(setup):
     summary = _load_tool().main([str(cfg_path), '--cache-dir', str(cache_dir), '--tokens',
                                  'patch', '--batch-size', '2'])
     assert summary['resumed_at'] == 2 and summary['done'] == 5
+    assert '5/5' in capsys.readouterr().err  # the bar starts at the resumed count
     assert summary['invalid_frames'] == 0
 
     # Plain files only: JSON index and float16 .npy that load without pickle.

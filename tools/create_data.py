@@ -20,6 +20,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from _cli_common import progress_bar
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments (one sub-command per dataset)."""
@@ -69,10 +71,12 @@ def synthetic(args: argparse.Namespace) -> dict:
     if args.raw:
         root.mkdir(parents=True, exist_ok=True)
         names = []
-        for scene in generate_scenes(args.num_scenes, args.seed, args.num_frames,
-                                     args.points_per_scene, tuple(args.image_size)):
-            write_raw_scene(root / 'scans', scene)
-            names.append(scene.name)
+        with progress_bar('synthetic raw scenes', 'scene') as progress:
+            for scene in generate_scenes(args.num_scenes, args.seed, args.num_frames,
+                                         args.points_per_scene, tuple(args.image_size)):
+                write_raw_scene(root / 'scans', scene)
+                names.append(scene.name)
+                progress(len(names), args.num_scenes)
         write_label_map(root / 'scannetv2-labels.combined.tsv')
         train, val = split_scenes(names, args.val_scenes)
         (root / 'meta_data').mkdir(exist_ok=True)
@@ -80,9 +84,10 @@ def synthetic(args: argparse.Namespace) -> dict:
             (root / 'meta_data' / f'scannetv2_{split}.txt').write_text(
                 ''.join(f'{n}\n' for n in members))
         return dict(root=str(root), raw=True, scenes=names, train=train, val=val)
-    summary = create_synthetic_scannet(root, args.num_scenes, args.seed, args.num_frames,
-                                       args.points_per_scene, tuple(args.image_size),
-                                       args.val_scenes)
+    with progress_bar('synthetic scenes', 'scene') as progress:
+        summary = create_synthetic_scannet(root, args.num_scenes, args.seed, args.num_frames,
+                                           args.points_per_scene, tuple(args.image_size),
+                                           args.val_scenes, progress=progress)
     out = Path(args.out_dir) if args.out_dir else root
     if out.resolve() != root.resolve():
         out.mkdir(parents=True, exist_ok=True)
@@ -102,13 +107,17 @@ def main(argv: list[str] | None = None) -> dict:
     elif args.dataset == 'scannet':
         from concept_distill.datasets.scannet_converter import convert_scannet
 
-        summary = convert_scannet(args.root_path, args.out_dir, args.frame_stride,
-                                  args.max_frames_per_scene, not args.no_depth, args.workers)
+        with progress_bar('scannet scenes (export, then mmdet3d infos)', 'scene') as progress:
+            summary = convert_scannet(args.root_path, args.out_dir, args.frame_stride,
+                                      args.max_frames_per_scene, not args.no_depth,
+                                      args.workers, progress=progress)
     else:
         from concept_distill.datasets.mmdet3d_converters import run_indoor_converter
 
-        written = run_indoor_converter(args.dataset, args.root_path,
-                                       args.out_dir or args.root_path, args.workers)
+        with progress_bar(f'{args.dataset} samples', 'sample') as progress:
+            written = run_indoor_converter(args.dataset, args.root_path,
+                                           args.out_dir or args.root_path, args.workers,
+                                           progress=progress)
         summary = dict(root=args.root_path, info_files=[str(p) for p in written])
     print(json.dumps(summary, indent=1))
     return summary

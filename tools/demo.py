@@ -16,12 +16,14 @@ Every step is a real command of this repository; the report lists them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import os.path as osp
 import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -49,6 +51,48 @@ class Stage:
         return ' '.join(shlex.quote(c if c != PY else 'python') for c in self.cmd)
 
 
+class _StatusLine:
+    """The stage's one-line display: redrawn every second on a terminal (so a long iteration
+    still shows time moving), printed once per change otherwise (logs, CI)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stdout.isatty()
+        self.start = time.time()
+        self.text = ''
+        self.drawn = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, daemon=True)
+        if self.tty:
+            self._ticker.start()
+
+    def _draw(self) -> None:
+        line = f'      {self.text or "starting"}  [{time.time() - self.start:5.0f}s]'
+        print(('\r' + line.ljust(100)) if self.tty else line, end='' if self.tty else '\n',
+              flush=True)
+        self.drawn = True
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            with self._lock:
+                self._draw()
+
+    def update(self, text: str) -> None:
+        """Show `text` (a tool's latest progress) if it is new."""
+        with self._lock:
+            if text and text != self.text:
+                self.text = text
+                self._draw()
+
+    def close(self) -> None:
+        """Stop redrawing and end the line."""
+        self._stop.set()
+        if self._ticker.is_alive():
+            self._ticker.join()
+        if self.tty and self.drawn:
+            print()
+
+
 def run_stage(stage: Stage, index: int, total: int) -> None:
     """Run a stage, streaming a one-line progress display; stop the demo if it fails."""
     print(f'[{index}/{total}] {stage.name}\n      $ {stage.shell}\n      log: {stage.log}',
@@ -56,24 +100,18 @@ def run_stage(stage: Stage, index: int, total: int) -> None:
     stage.log.parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
     env = dict(os.environ, PYTHONUNBUFFERED='1', PYTHONWARNINGS='ignore')
-    tty = sys.stdout.isatty()
-    last_shown = ''
-    with open(stage.log, 'w') as log:
-        proc = subprocess.Popen(stage.cmd, cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, env=env, bufsize=1)
-        for line in proc.stdout:
-            log.write(line)
-            status = _status_line(line)
-            if status and status != last_shown:
-                last_shown = status
-                elapsed = time.time() - start
-                text = f'      {status}  [{elapsed:5.0f}s]'
-                print(('\r' + text.ljust(100)) if tty else text, end='' if tty else '\n',
-                      flush=True)
-        proc.wait()
+    status = _StatusLine()
+    try:
+        with open(stage.log, 'w') as log:
+            proc = subprocess.Popen(stage.cmd, cwd=ROOT, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True, env=env, bufsize=1)
+            for line in proc.stdout:
+                log.write(line)
+                status.update(_status_line(line))
+            proc.wait()
+    finally:
+        status.close()
     stage.seconds = time.time() - start
-    if tty and last_shown:
-        print()
     if proc.returncode != 0:
         tail = ''.join(stage.log.read_text().splitlines(keepends=True)[-25:])
         raise SystemExit(f'\n{tail}\n[demo] step "{stage.name}" failed (exit '
@@ -206,10 +244,15 @@ def main(argv: list[str] | None = None) -> None:
     total = len(stages) + 1
     for i, stage in enumerate(stages, 1):
         run_stage(stage, i, total)
-    print(f'[{total}/{total}] Write the report', flush=True)
+    report_log = out / 'logs' / 'report.log'
+    print(f'[{total}/{total}] Write the report\n      log: {report_log}', flush=True)
     from demo_report import write_report
 
-    summary = write_report(out, stages, sizes, args, time.time() - t0)
+    # The report builds models and datasets in this process: their warnings and mmengine's
+    # dataset tables go to the log, so the screen ends with the summary.
+    with open(report_log, 'w') as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):
+        summary = write_report(out, stages, sizes, args, time.time() - t0)
     print(summary)
 
 

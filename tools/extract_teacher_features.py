@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 
+from _cli_common import progress_bar
 from mmengine.config import Config, DictAction
 
 
@@ -53,10 +54,12 @@ def main(argv: list[str] | None = None) -> dict:
     """Extract (or resume) and print a JSON summary."""
     args = parse_args(argv)
     from mmdet3d.utils import register_all_modules
-    from tqdm import tqdm
 
     import concept_distill  # noqa: F401  (registers components)
     from concept_distill.datasets.teacher_extraction import extract_teacher_features
+    from concept_distill.engine import retain_freed_memory
+
+    retain_freed_memory()
 
     register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(args.config)
@@ -65,10 +68,10 @@ def main(argv: list[str] | None = None) -> dict:
     cache_dir = args.cache_dir or _default_cache_dir(cfg)
     if cache_dir is None:
         sys.exit('no --cache-dir and no LoadTeacherFeatures(cache_dir=...) in the config')
-    with tqdm(desc='teacher features', unit='frame') as bar:
+    with progress_bar('teacher features', 'frame') as progress:
         summary = extract_teacher_features(
             cfg, cache_dir, tuple(args.splits), _lookup(cfg, args.teacher_key), args.tokens,
-            args.batch_size, args.device, progress=bar.update)
+            args.batch_size, args.device, progress=progress)
     print(json.dumps({k: v for k, v in summary.items() if k != 'key'}, indent=1))
     return summary
 

@@ -8,7 +8,11 @@ import pickle
 import shutil
 import sys
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
+
+S3DIS_AREAS = [f'Area_{i}' for i in range(1, 7)]
 
 
 @contextlib.contextmanager
@@ -33,21 +37,63 @@ def _mmdet3d_tools():
         sys.modules.update(saved)
 
 
+def _lines(path: Path) -> int:
+    return sum(1 for line in path.read_text().splitlines() if line.strip()) \
+        if path.is_file() else 0
+
+
+def expected_samples(dataset: str, root: Path) -> int:
+    """How many samples mmdet3d's converter will visit (its split lists), for progress."""
+    if dataset == 'scannet':
+        return sum(_lines(root / 'meta_data' / f'scannetv2_{s}.txt')
+                   for s in ('train', 'val', 'test'))
+    if dataset == 'sunrgbd':
+        return sum(_lines(root / 'sunrgbd_trainval' / f'{s}_data_idx.txt')
+                   for s in ('train', 'val'))
+    areas = [root / 'Stanford3dDataset_v1.2_Aligned_Version' / a for a in S3DIS_AREAS]
+    return sum(sum(1 for p in a.iterdir() if p.is_dir()) for a in areas if a.is_dir())
+
+
+class _SampleCounter(io.TextIOBase):
+    """A stdout stand-in: counts the converter's per-sample lines ("<split> sample_idx: ...")
+    and reports them to `progress(done, total)`; the rest is dropped or passed through."""
+
+    def __init__(self, progress: Callable[[int, int], None] | None, total: int,
+                 passthrough=None) -> None:
+        super().__init__()
+        self.progress, self.total, self.passthrough = progress, total, passthrough
+        self.done = 0
+        self._lock = threading.Lock()  # the converters print from a thread pool
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            if self.passthrough is not None:
+                self.passthrough.write(text)
+            hits = text.count(' sample_idx: ')
+            if hits and self.progress is not None:
+                self.done += hits
+                self.progress(self.done, max(self.total, self.done))
+        return len(text)
+
+
 def run_indoor_converter(dataset: str, root_path: str | Path, out_dir: str | Path,
-                         workers: int = 2, quiet: bool = True) -> list[Path]:
+                         workers: int = 2, quiet: bool = True,
+                         progress: Callable[[int, int], None] | None = None) -> list[Path]:
     """mmdet3d's `create_indoor_info_file` + `update_pkl_infos` (v2 infos) for `dataset`
     ('scannet', 'sunrgbd' or 's3dis'). Writes points/masks/seg_info under `root_path` and the
     v2 info files in `out_dir`; returns their paths.
 
     The v1 files go to a temporary folder first: mmdet3d's updater pauses 5 s when it
-    rewrites a file in place. Empty splits get no info file.
+    rewrites a file in place. Empty splits get no info file. `progress(done, total)` follows
+    the samples the converter has read.
     """
     root_path, out_dir = Path(root_path).resolve(), Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'v1_{dataset}_'))
-    sink = io.StringIO() if quiet else None
+    sink = _SampleCounter(progress, expected_samples(dataset, root_path),
+                          None if quiet else sys.stdout)
     try:
-        with _mmdet3d_tools(), contextlib.redirect_stdout(sink or sys.stdout):
+        with _mmdet3d_tools(), contextlib.redirect_stdout(sink):
             indoor = importlib.import_module('tools.dataset_converters.indoor_converter')
             update = importlib.import_module('tools.dataset_converters.update_infos_to_v2')
             indoor.create_indoor_info_file(str(root_path), dataset, str(tmp), workers=workers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pickle
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from .mmdet3d_converters import run_indoor_converter
@@ -35,7 +36,8 @@ def _split(root: Path, split: str, required: bool) -> list[str]:
 
 def convert_scannet(root_path: str | Path, out_dir: str | Path | None = None,
                     frame_stride: int = 20, max_frames_per_scene: int | None = None,
-                    with_depth: bool = True, workers: int = 2) -> dict:
+                    with_depth: bool = True, workers: int = 2,
+                    progress: Callable[[int, int], None] | None = None) -> dict:
     """Prepare ScanNet under `root_path` (scans/, scans_test/, meta_data/, the label tsv).
 
     1. our extraction of every scene to `scannet_instance_data/` (mmdet3d's pip package lacks
@@ -45,6 +47,7 @@ def convert_scannet(root_path: str | Path, out_dir: str | Path | None = None,
        with non-finite poses are skipped and counted;
     3. mmdet3d's converter (points/, instance_mask/, semantic_mask/, seg_info/, v2 infos);
     4. the frames added to the v2 infos (`frames`, see docs/architecture.md).
+    `progress(done, total)` counts scenes through steps 1-2, then again through step 3.
     Returns a summary dict.
     """
     start = time.perf_counter()
@@ -55,6 +58,7 @@ def convert_scannet(root_path: str | Path, out_dir: str | Path | None = None,
     counts: Counter = Counter()
     frames: dict[str, list[dict]] = {}
     inst_dir = root / 'scannet_instance_data'
+    total = len({s for scenes in splits.values() for s in scenes})
     for split, scenes in splits.items():
         scans = root / ('scans_test' if split == 'test' else 'scans')
         for scene in scenes:
@@ -77,8 +81,10 @@ def convert_scannet(root_path: str | Path, out_dir: str | Path | None = None,
                 frames[scene] = []
                 counts['scenes_without_frames'] += 1
             counts['scenes'] += 1
+            if progress is not None:
+                progress(counts['scenes'], total)
 
-    written = run_indoor_converter('scannet', root, out, workers)
+    written = run_indoor_converter('scannet', root, out, workers, progress=progress)
     for path in written:
         with open(path, 'rb') as f:
             infos = pickle.load(f)

@@ -73,7 +73,8 @@ def extract_teacher_features(cfg, cache_dir: str, splits: tuple[str, ...] = ('tr
     Rows are written chunk by chunk (`batch_size` frames); the progress marker moves only
     after a chunk is flushed, so a killed run resumes at the first unfinished chunk.
     Unreadable frames are stored as invalid rows and counted. `max_chunks` stops early
-    (a deliberate interruption, for tests). Returns a summary dict.
+    (a deliberate interruption, for tests). `progress(done, total)` is called once the cache
+    is open (with the resumed count) and after every chunk. Returns a summary dict.
     """
     start = time.perf_counter()
     teacher_cfg = teacher_cfg or cfg.model.get('teacher')
@@ -99,6 +100,8 @@ def extract_teacher_features(cfg, cache_dir: str, splits: tuple[str, ...] = ('tr
         cache_dir, key, [fid for fid, _, _ in items], probe['global'].shape[-1],
         tuple(probe[tok_key].shape[1:]) if tok_key else None, tokens if tok_key else None)
     resumed_at, invalid = done, 0
+    if progress is not None:
+        progress(done, len(items))
     for chunks, lo in enumerate(range(done, len(items), batch_size)):
         if max_chunks is not None and chunks >= max_chunks:
             break
@@ -120,7 +123,7 @@ def extract_teacher_features(cfg, cache_dir: str, splits: tuple[str, ...] = ('tr
         cache.write_rows(lo, g, valid, t)
         invalid += int((~valid).sum())
         if progress is not None:
-            progress(len(chunk))
+            progress(lo + len(chunk), len(items))
     return dict(cache_dir=str(cache_dir), frames=len(items), resumed_at=resumed_at,
                 done=cache.num_done(), invalid_frames=invalid, key=key,
                 seconds=round(time.perf_counter() - start, 2))

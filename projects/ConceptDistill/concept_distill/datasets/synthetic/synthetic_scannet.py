@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +65,8 @@ def create_synthetic_scannet(out_dir: str | Path, num_scenes: int = 4, seed: int
                              num_frames: int = 8, points_per_scene: int = 40000,
                              image_size: tuple[int, int] = (240, 320),
                              val_scenes: int | Sequence | None = None,
-                             identity_alignment: bool = False) -> dict:
+                             identity_alignment: bool = False,
+                             progress: Callable[[int, int], None] | None = None) -> dict:
     """Write a ScanNet-format root of synthetic rooms that every ScanNet config here reads.
 
     Layout (mmdet3d's, plus posed frames): points/, instance_mask/, semantic_mask/ (NYU40
@@ -73,7 +74,7 @@ def create_synthetic_scannet(out_dir: str | Path, num_scenes: int = 4, seed: int
     meta_data/scannetv2_{train,val}.txt and scannet_infos_{train,val}.pkl (v2 infos with
     `frames`). Deterministic in `seed`. `val_scenes`: how many (last) scenes, or which names
     or indices, form the val split; default a quarter; a single scene is in both splits.
-    Returns a summary dict.
+    `progress(done, total)` is called after every scene. Returns a summary dict.
     """
     start = time.perf_counter()
     root = Path(out_dir)
@@ -88,6 +89,8 @@ def create_synthetic_scannet(out_dir: str | Path, num_scenes: int = 4, seed: int
         class_counts.update(SCANNET_CLASSES[i['bbox_label_3d']] for i in info['instances'])
         num_points += len(scene.points)
         num_frames_written += len(info['frames'])
+        if progress is not None:
+            progress(len(infos), num_scenes)
 
     names = list(infos)
     train, val = split_scenes(names, val_scenes)
