@@ -138,7 +138,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--out', default='demo_output', help='output folder (relative to the repo)')
     p.add_argument('--scale', type=float, default=1.0,
-                   help='multiplies scenes and training lengths (1.0: ~15 min on 2 cores)')
+                   help='multiplies scenes, frames and training lengths (1.0: ~10 min on 2 cores)')
     p.add_argument('--clip-model', default='ViT-B-16')
     p.add_argument('--clip-weights', default=None,
                    help='local open_clip checkpoint of --clip-model (default: random init)')
@@ -191,8 +191,8 @@ def votenet_options(data_root: Path, epochs: int, seed: int) -> list[str]:
 def plan(args: argparse.Namespace, out: Path) -> tuple[list[Stage], dict]:
     """The demo's commands, sized by --scale."""
     s = args.scale
-    # Scale 1.0 is the 15-minute run; small scales keep a working minimum (the smoke test
-    # runs 0.1: 3 scenes, 4 frames, 5 pre-training iterations, 1 VoteNet epoch).
+    # Scale 1.0 takes ~10 min on 2 idle cores (the budget is 15); small scales keep a working
+    # minimum (the smoke test runs 0.1: 3 scenes, 4 frames, 5 iterations, 1 VoteNet epoch).
     sizes = dict(num_scenes=max(3, round(10 * s)), val_scenes=max(1, round(3 * s)),
                  num_frames=max(4, round(12 * s)), points=40000,
                  pretrain_iters=max(5, round(50 * s)), votenet_epochs=max(1, round(4 * s)))
