@@ -72,3 +72,41 @@ def test_demo_names_missing_weights_and_data(tmp_path):
     assert run.returncode == 2 and 'scannet_infos_train.pkl' in run.stderr
     assert 'create_data.py scannet' in run.stderr
     assert not (tmp_path / 'x').exists()
+
+
+@pytest.fixture(scope='module')
+def demo_tools():
+    sys.path.insert(0, str(REPO / 'tools'))
+    try:
+        import demo
+        import demo_report
+    finally:
+        sys.path.pop(0)
+    return demo, demo_report
+
+
+def test_data_root_and_clip_weights_reach_every_command(demo_tools, tmp_path):
+    demo, demo_report = demo_tools
+    from concept_distill.datasets.synthetic import create_synthetic_scannet
+
+    root = tmp_path / 'scannet'  # stands for a user's root prepared by create_data.py
+    create_synthetic_scannet(root, num_scenes=2, seed=1, num_frames=3, points_per_scene=5000,
+                             image_size=(48, 64), val_scenes=1)
+    weights = tmp_path / 'open_clip_vit_b_16.bin'
+    weights.write_bytes(b'stands for a checkpoint')
+    args = demo.parse_args(['--data-root', str(root), '--clip-weights', str(weights)])
+    stages, sizes = demo.plan(args, tmp_path / 'out')
+
+    # No generation step; every command reads the given root; the teacher gets the weights.
+    assert [s.cmd[1] for s in stages] == ['tools/extract_teacher_features.py', 'tools/train.py',
+                                          'tools/export_backbone.py', 'tools/train.py',
+                                          'tools/train.py']
+    for stage in stages[:2]:
+        assert f'model.teacher.pretrained={weights}' in stage.cmd
+    for stage in stages[:2] + stages[3:]:
+        assert any(c.endswith(f'data_root={root}/') for c in stage.cmd), stage.name
+    assert sizes['data_root'] == str(root)
+    # The report describes the root it was given, not the synthetic sizes.
+    assert demo_report.data_description(sizes, args) == (
+        f'Data: the ScanNet-format root `{root}`: 1 train scenes (3 posed frames), '
+        '1 val scenes (3 posed frames).')

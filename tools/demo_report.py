@@ -230,6 +230,23 @@ def _figure(report_dir: Path, name: str, fn, *args) -> tuple[str, str]:
         return '', f'{type(err).__name__}: {err}'
 
 
+def data_description(sizes: dict, args) -> str:
+    """One sentence on the data: the generated scenes, or what a given --data-root holds."""
+    root = sizes['data_root']
+    if not args.data_root:
+        return (f'Data: synthetic ScanNet-format scenes ({sizes["num_scenes"]} scenes, '
+                f'{sizes["val_scenes"]} held out, {sizes["num_frames"]} frames each) in '
+                f'`{root}`.')
+    import mmengine
+
+    parts = []
+    for split in ('train', 'val'):
+        infos = mmengine.load(str(Path(root) / f'scannet_infos_{split}.pkl'))['data_list']
+        frames = sum(len(i.get('frames', [])) for i in infos)
+        parts.append(f'{len(infos)} {split} scenes ({frames} posed frames)')
+    return f'Data: the ScanNet-format root `{root}`: {", ".join(parts)}.'
+
+
 def write_report(out: Path, stages: list, sizes: dict, args, total_seconds: float) -> str:
     """Write OUT/report/report.md and its PNGs; return the one-screen summary."""
     from mmdet3d.utils import register_all_modules
@@ -279,9 +296,7 @@ def write_report(out: Path, stages: list, sizes: dict, args, total_seconds: floa
          'demonstrates the pipeline only; its numbers say nothing about distilling CLIP.')
         if random_teacher else f'CLIP teacher: `{args.clip_model}` from `{args.clip_weights}`.',
         '',
-        f'Data: {"synthetic ScanNet-format scenes" if not args.data_root else args.data_root} '
-        f'({sizes["num_scenes"]} scenes, {sizes["val_scenes"]} held out, '
-        f'{sizes["num_frames"]} frames each) in `{sizes["data_root"]}`.', '',
+        data_description(sizes, args), '',
         '## Pre-training (concept alignment)', '',
         '| iterations | first loss | last loss | held-out top-1 (student -> teacher) | chance | '
         'x chance | held-out mean cosine |', '|---|---|---|---|---|---|---|',
