@@ -443,6 +443,8 @@ def main() -> None:
     from mmdet3d.utils import register_all_modules
 
     import concept_distill  # noqa: F401  (installs the CPU dispatch)
+    from concept_distill.engine import retain_freed_memory
+    retain_freed_memory()  # the allocator policy tools/train.py runs with
     register_all_modules(init_default_scope=True)
 
     if not args.scene.is_file():

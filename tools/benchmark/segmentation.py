@@ -201,6 +201,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
 
     from mmengine.config import Config
+
+    from concept_distill.engine import retain_freed_memory
+
+    retain_freed_memory()  # the allocator policy tools/train.py runs with
     num_classes = Config.fromfile(args.config).model.decode_head.num_classes
     devices = args.devices or (['cpu', 'cuda'] if torch.cuda.is_available() else ['cpu'])
     points, labels = synthetic_room(args.num_points, num_classes, args.seed)
