@@ -1,7 +1,11 @@
 """Shared pytest fixtures: paths to the real fixtures, GPU marking, registration."""
 from __future__ import annotations
 
+import importlib
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -51,3 +55,16 @@ def fixtures_root() -> Path:
             f'real fixtures not found at {FIXTURES_ROOT}: the tests expect ../shared beside '
             'the checkout')
     return FIXTURES_ROOT
+
+
+@pytest.fixture(scope='session')
+def import_tool() -> Callable[[str], ModuleType]:
+    """Import a script of tools/ by name (tools/ is a folder of scripts, not a package)."""
+    def load(name: str) -> ModuleType:
+        sys.path.insert(0, str(REPO_ROOT / 'tools'))
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.path.pop(0)
+
+    return load

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +17,8 @@ FLIP = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # mmdet3d: depth -> camer
 
 
 @pytest.fixture(scope='module')
-def create_data():
-    sys.path.insert(0, str(REPO / 'tools'))
-    try:
-        import create_data
-    finally:
-        sys.path.pop(0)
-    return create_data
+def create_data(import_tool):
+    return import_tool('create_data')
 
 
 def _rq(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -103,13 +103,8 @@ def test_scannet_paired_config_on_synthetic_root(syn_root):
     assert len(DATASETS.build(dict(ds_cfg, frame_stride=2, max_frames_per_scene=None))) == 2
 
 
-def test_visualize_pairs_tool(fixtures_root, tmp_path, capsys):
-    import sys
-    sys.path.insert(0, str(REPO / 'tools'))
-    try:
-        import visualize_pairs
-    finally:
-        sys.path.pop(0)
+def test_visualize_pairs_tool(fixtures_root, tmp_path, capsys, import_tool):
+    visualize_pairs = import_tool('visualize_pairs')
     out = tmp_path / 'pair.png'
     summary = visualize_pairs.main(['--data-root', str(fixtures_root / 'sunrgbd'),
                                     '--ann-file', SUN['ann_file'], '--pts-prefix', '',

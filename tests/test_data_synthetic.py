@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pickle
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -148,12 +147,8 @@ def test_mmdet3d_scannet_detection_and_segmentation_pipelines(root):
     assert int(labels.max()) <= 20
 
 
-def test_raw_layout_through_scannet_subcommand(tmp_path, capsys):
-    sys.path.insert(0, str(REPO / 'tools'))
-    try:
-        import create_data
-    finally:
-        sys.path.pop(0)
+def test_raw_layout_through_scannet_subcommand(tmp_path, capsys, import_tool):
+    create_data = import_tool('create_data')
     raw = tmp_path / 'raw'
     (scene,) = generate_scenes(1, 5, 5, 6000, (96, 128))
     write_raw_scene(raw / 'scans', scene, bad_pose_frames=(2,))

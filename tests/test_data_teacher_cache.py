@@ -3,7 +3,6 @@ pipeline, no pickle, and a clear error for a cache of another teacher or preproc
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,17 +37,9 @@ def setup(tmp_path_factory):
     return tmp, root, cfg_path
 
 
-def _load_tool():
-    sys.path.insert(0, str(REPO / 'tools'))
-    try:
-        import extract_teacher_features
-    finally:
-        sys.path.pop(0)
-    return extract_teacher_features
-
 
 @pytest.mark.filterwarnings('ignore:.*RANDOMLY')
-def test_extract_resume_and_read_back(setup, capsys):
+def test_extract_resume_and_read_back(setup, capsys, import_tool):
     tmp, root, cfg_path = setup
     cache_dir = tmp / 'teacher_cache'
     cfg = Config.fromfile(str(cfg_path))
@@ -61,8 +52,9 @@ def test_extract_resume_and_read_back(setup, capsys):
     with pytest.raises(TeacherCacheError, match=r'incomplete \(2 of 5'):
         TRANSFORMS.build(dict(type='LoadTeacherFeatures', cache_dir=str(cache_dir)))
     # ... resumes where it stopped, through the command-line tool.
-    summary = _load_tool().main([str(cfg_path), '--cache-dir', str(cache_dir), '--tokens',
-                                 'patch', '--batch-size', '2'])
+    tool = import_tool('extract_teacher_features')
+    summary = tool.main([str(cfg_path), '--cache-dir', str(cache_dir), '--tokens', 'patch',
+                         '--batch-size', '2'])
     assert summary['resumed_at'] == 2 and summary['done'] == 5
     assert '5/5' in capsys.readouterr().err  # the bar starts at the resumed count
     assert summary['invalid_frames'] == 0

@@ -75,14 +75,8 @@ def test_demo_names_missing_weights_and_data(tmp_path):
 
 
 @pytest.fixture(scope='module')
-def demo_tools():
-    sys.path.insert(0, str(REPO / 'tools'))
-    try:
-        import demo
-        import demo_report
-    finally:
-        sys.path.pop(0)
-    return demo, demo_report
+def demo_tools(import_tool):
+    return import_tool('demo'), import_tool('demo_report')
 
 
 def test_data_root_and_clip_weights_reach_every_command(demo_tools, tmp_path):
