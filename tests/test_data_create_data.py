@@ -2,8 +2,11 @@
 real fixtures, and the SUN RGB-D output still pairs exactly."""
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +33,7 @@ def _rq(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return k @ d, d @ r
 
 
-def test_sunrgbd_subcommand(create_data, fixtures_root, tmp_path, capsys):
+def test_sunrgbd_subcommand(fixtures_root, tmp_path):
     src = fixtures_root / 'sunrgbd'
     info = pickle.loads((src / 'sunrgbd_000017_infos.pkl').read_bytes())['data_list'][0]
     # Rebuild the MATLAB toolbox's output for frame 17: depth .mat, image, calib, labels.
@@ -57,8 +60,12 @@ def test_sunrgbd_subcommand(create_data, fixtures_root, tmp_path, capsys):
     for split in ('train', 'val'):
         (trainval / f'{split}_data_idx.txt').write_text('17\n')
 
-    summary = create_data.main(['sunrgbd', '--root-path', str(tmp_path)])
-    assert '2/2' in capsys.readouterr().err  # progress: train and val samples
+    # As a user runs it: stdout is the JSON summary alone (mmdet3d's own progress bar would
+    # land there), the progress bar is on stderr.
+    run = subprocess.run([sys.executable, 'tools/create_data.py', 'sunrgbd', '--root-path',
+                          str(tmp_path)], cwd=REPO, capture_output=True, text=True, check=True)
+    summary = json.loads(run.stdout)
+    assert 'sunrgbd samples' in run.stderr and '2/2' in run.stderr  # train and val samples
     assert sorted(Path(p).name for p in summary['info_files']) == [
         'sunrgbd_infos_train.pkl', 'sunrgbd_infos_val.pkl']
     out = pickle.loads((tmp_path / 'sunrgbd_infos_train.pkl').read_bytes())

@@ -37,7 +37,6 @@ def setup(tmp_path_factory):
     return tmp, root, cfg_path
 
 
-
 @pytest.mark.filterwarnings('ignore:.*RANDOMLY')
 def test_extract_resume_and_read_back(setup, capsys, import_tool):
     tmp, root, cfg_path = setup

@@ -59,9 +59,10 @@ def test_demo_small_scale_end_to_end(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in out.rglob('*')} == before
 
 
-def test_demo_rejects_a_non_positive_scale(tmp_path):
-    run = _demo(tmp_path / 'x', '--scale', '0')
-    assert run.returncode == 2 and '--scale' in run.stderr
+@pytest.mark.parametrize('scale', ['0', '-1', 'nan', 'inf'])
+def test_demo_rejects_a_scale_that_is_not_a_positive_number(tmp_path, scale):
+    run = _demo(tmp_path / 'x', '--scale', scale)
+    assert run.returncode == 2 and '--scale must be a positive number' in run.stderr
     assert not (tmp_path / 'x').exists()
 
 

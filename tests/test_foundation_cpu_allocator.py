@@ -35,7 +35,7 @@ for _ in range(4):
 print(json.dumps(dict(applied=applied,
                       faults=resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)))
 '''
-PAGES = 4 * 256 * 2**20 // 4096  # what four fresh mappings of the block fault in
+PAGES = 4 * 256 * 2**20 // 4096  # what four fresh mappings of the block fault in (4 KiB)
 
 
 def _probe(switch: str) -> dict:
@@ -50,5 +50,7 @@ def _probe(switch: str) -> dict:
 def test_freed_memory_is_reused_and_the_switch_turns_it_off():
     on, off = _probe('1'), _probe('0')
     assert on['applied'] is True and off['applied'] is False
-    assert off['faults'] > 0.9 * PAGES  # glibc default: unmapped on free, faulted in again
-    assert on['faults'] < 0.05 * PAGES  # retained: the same pages are reused
+    # glibc default: unmapped on free, faulted in again (4 KiB pages; 512x fewer faults where
+    # the kernel backs every mapping with huge pages, hence the relative check below).
+    assert off['faults'] >= PAGES // 512
+    assert off['faults'] > 20 * max(on['faults'], 1)  # retained: the same pages are reused

@@ -20,7 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from _cli_common import progress_bar
+from _progress import progress_bar
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import os.path as osp
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -68,8 +70,12 @@ class _StatusLine:
 
     def _draw(self) -> None:
         line = f'      {self.text or "starting"}  [{time.time() - self.start:5.0f}s]'
-        print(('\r' + line.ljust(100)) if self.tty else line, end='' if self.tty else '\n',
-              flush=True)
+        if self.tty:
+            # One terminal row, rewritten in place: a wrapped line would scroll every second.
+            width = shutil.get_terminal_size().columns - 1
+            print('\r' + line[:width] + '\x1b[K', end='', flush=True)
+        else:
+            print(line, flush=True)
         self.drawn = True
 
     def _tick(self) -> None:
@@ -150,8 +156,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help='replace an existing --out folder (never done silently)')
     args = p.parse_args(argv)
     # Bad input stops here, before anything is written.
-    if args.scale <= 0:
-        p.error(f'--scale must be positive (got {args.scale})')
+    if not math.isfinite(args.scale) or args.scale <= 0:
+        p.error(f'--scale must be a positive number (got {args.scale})')
     if args.clip_weights and not Path(args.clip_weights).is_file():
         p.error(f'--clip-weights: no such file: {args.clip_weights} (a local open_clip '
                 f'checkpoint of {args.clip_model}; nothing is downloaded)')
@@ -247,8 +253,6 @@ def main(argv: list[str] | None = None) -> None:
         if not args.force:
             raise SystemExit(f'[demo] {out} exists and is not empty; pass --force to replace '
                              'it or --out to choose another folder')
-        import shutil
-
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     if not args.clip_weights:

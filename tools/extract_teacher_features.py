@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from _cli_common import progress_bar
+from _progress import progress_bar
 from mmengine.config import Config, DictAction
 
 

@@ -2,8 +2,9 @@
 
 Each policy runs in its own fresh process (the policy is process-wide), on the same data:
 
-1. a training step of mmdet3d's unmodified VoteNet (`votenet_8xb8_scannet-3d.py`), forward +
-   backward + AdamW, batch 8 x 20,000 points;
+1. a training step of the backbone of mmdet3d's unmodified VoteNet (`PointNet2SASSG` from
+   `votenet_8xb8_scannet-3d.py`; forward, a loss on its features, backward, AdamW), batch
+   8 x 20,000 points;
 2. an inference of the same model on one 40,000-point scene.
 
 It prints a markdown table: wall, user and system CPU time, minor page faults (each is a 4 KiB
@@ -135,12 +136,16 @@ def main() -> None:
         env = dict(os.environ, CONCEPT_DISTILL_RETAIN_MEMORY=switch, PYTHONWARNINGS='ignore')
         out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
         results[name] = json.loads(out.strip().splitlines()[-1])
+        if results[name]['applied'] != (switch == '1'):
+            raise SystemExit(f'the policy "{name}" did not take effect (no glibc here?): '
+                             'the comparison would be meaningless')
     print(f'Machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} threads; '
           f'best of {args.repeat}; points: {args.scene or "synthetic room"}.\n')
     print('| VoteNet on CPU | malloc policy | wall (s) | user (s) | sys (s) | minor faults | '
           'peak RSS so far (MiB) |')
     print('| --- | --- | ---: | ---: | ---: | ---: | ---: |')
-    for task, label in (('train', 'train step, 8 x 20k pts'), ('infer', 'inference, 40k pts')):
+    for task, label in (('train', 'backbone train step, 8 x 20k pts'),
+                        ('infer', 'inference, 40k pts')):
         for name, res in results.items():
             r = res[task]
             print(f'| {label} | {name} | {r["wall"]:.2f} | {r["user"]:.2f} | {r["sys"]:.2f} | '

@@ -11,6 +11,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 S3DIS_AREAS = [f'Area_{i}' for i in range(1, 7)]
 
@@ -58,12 +59,15 @@ class _SampleCounter(io.TextIOBase):
     """A stdout stand-in: counts the converter's per-sample lines ("<split> sample_idx: ...")
     and reports them to `progress(done, total)`; the rest is dropped or passed through."""
 
-    def __init__(self, progress: Callable[[int, int], None] | None, total: int,
+    def __init__(self, progress: Callable[[int, int | None], None] | None, total: int,
                  passthrough=None) -> None:
         super().__init__()
         self.progress, self.total, self.passthrough = progress, total, passthrough
         self.done = 0
         self._lock = threading.Lock()  # the converters print from a thread pool
+
+    def writable(self) -> bool:
+        return True
 
     def write(self, text: str) -> int:
         with self._lock:
@@ -72,20 +76,28 @@ class _SampleCounter(io.TextIOBase):
             hits = text.count(' sample_idx: ')
             if hits and self.progress is not None:
                 self.done += hits
-                self.progress(self.done, max(self.total, self.done))
+                # Past an undercounted estimate the bar becomes a plain counter.
+                self.progress(self.done, self.total if self.done <= self.total else None)
         return len(text)
+
+    def flush(self) -> None:
+        if self.passthrough is not None:
+            self.passthrough.flush()
 
 
 def run_indoor_converter(dataset: str, root_path: str | Path, out_dir: str | Path,
                          workers: int = 2, quiet: bool = True,
-                         progress: Callable[[int, int], None] | None = None) -> list[Path]:
+                         progress: Callable[[int, int | None], None] | None = None
+                         ) -> list[Path]:
     """mmdet3d's `create_indoor_info_file` + `update_pkl_infos` (v2 infos) for `dataset`
     ('scannet', 'sunrgbd' or 's3dis'). Writes points/masks/seg_info under `root_path` and the
     v2 info files in `out_dir`; returns their paths.
 
     The v1 files go to a temporary folder first: mmdet3d's updater pauses 5 s when it
     rewrites a file in place. Empty splits get no info file. `progress(done, total)` follows
-    the samples the converter has read.
+    the samples the converter has read (the segmentation infos and the v2 rewrite come after).
+    mmdet3d's own progress bar is silenced: it writes to the stdout mmengine saw at import,
+    which would mix with the caller's output (create_data.py prints JSON there).
     """
     root_path, out_dir = Path(root_path).resolve(), Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -93,7 +105,8 @@ def run_indoor_converter(dataset: str, root_path: str | Path, out_dir: str | Pat
     sink = _SampleCounter(progress, expected_samples(dataset, root_path),
                           None if quiet else sys.stdout)
     try:
-        with _mmdet3d_tools(), contextlib.redirect_stdout(sink):
+        with _mmdet3d_tools(), contextlib.redirect_stdout(sink), \
+                mock.patch('mmengine.track_iter_progress', lambda tasks, *a, **k: tasks):
             indoor = importlib.import_module('tools.dataset_converters.indoor_converter')
             update = importlib.import_module('tools.dataset_converters.update_infos_to_v2')
             indoor.create_indoor_info_file(str(root_path), dataset, str(tmp), workers=workers)

@@ -4,10 +4,11 @@ A PointNet++ step allocates and frees several GB of large tensors (grouped featu
 2048 centres x 64 neighbours). glibc serves each with a fresh ``mmap`` and returns it with
 ``munmap``, so the next step page-faults and zeroes the same memory again: on 2 cores the
 kernel's share (sys time) was larger than the computation itself. Turning ``mmap`` off for
-malloc (the heap then reuses freed blocks) made a VoteNet training step 2.4x faster. The
-price is memory: the heap fragments and keeps what it has, so the peak resident set of that
-step grew from 5.4 to 9.4 GiB. Both are measured by `tools/benchmark/allocator.py`
-(docs/benchmarks.md); set CONCEPT_DISTILL_RETAIN_MEMORY=0 where memory is the constraint.
+malloc (the heap then reuses freed blocks) made a training step of VoteNet's backbone 2.1-2.5x
+faster. The price is memory: the heap fragments and keeps what it has, so the peak resident
+set of that step grew by 74-93% (5.3 to 10.3 GiB in one run). Both are measured by
+`tools/benchmark/allocator.py` (docs/benchmarks.md); set CONCEPT_DISTILL_RETAIN_MEMORY=0
+where memory is the constraint.
 """
 from __future__ import annotations
 
