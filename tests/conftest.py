@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -68,3 +68,14 @@ def import_tool() -> Callable[[str], ModuleType]:
             sys.path.pop(0)
 
     return load
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Run on one intra-op thread: spconv's CPU path issues thousands of small GEMMs, and with
+    several OpenMP threads on a busy machine each one waits for the others (measured here: the
+    over-fit run took 15 min with 2 threads vs 3.5 min with 1 on a loaded 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

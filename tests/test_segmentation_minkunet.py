@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 
 import mmdet3d
@@ -23,15 +22,8 @@ SCANNET_PT = CFG_DIR / 'minkunet34_w32_spconv_concept-distill_8xb2-cosine-200e_s
 S3DIS_PT = CFG_DIR / 'minkunet34_w32_spconv_concept-distill_8xb2-cosine-600e_s3dis-seg.py'
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Run on one intra-op thread: spconv's CPU path issues thousands of small GEMMs, and with
-    several OpenMP threads on a busy machine each one waits for the others (measured here: the
-    over-fit run took 15 min with 2 threads vs 3.5 min with 1 on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# spconv's CPU path runs on one thread in these tests (see the fixture in conftest.py).
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def _dataset_cfg(cfg: Config, split: str, fixtures: Path, kind: str) -> dict:

@@ -1,7 +1,6 @@
 """The ScanNet MinkUNet config, trained by the runner, over-fits one synthetic scene on CPU."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,15 +44,8 @@ def overfit_config(data_root: Path, work_dir: Path, iters: int, width: int = 16,
     return cfg
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Run on one intra-op thread: spconv's CPU path issues thousands of small GEMMs, and with
-    several OpenMP threads on a busy machine each one waits for the others (measured here: the
-    over-fit run took 15 min with 2 threads vs 3.5 min with 1 on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# spconv's CPU path runs on one thread in these tests (see the fixture in conftest.py).
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 @pytest.mark.slow

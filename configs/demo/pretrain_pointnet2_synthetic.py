@@ -20,7 +20,7 @@ max_iters = 50
 # ResizeCropForTeacher needs no decoded image: it maps pixel_uv into the teacher's 224x224
 # frame, the one the teacher saw.
 # (index 4 of each pipeline is LoadTeacherFeatures: tools/demo.py sets its cache_dir)
-train_pipeline = [
+paired_loading = [
     dict(type='LoadScenePoints', coord_type='DEPTH', shift_height=True, load_dim=6,
          use_dim=[0, 1, 2]),
     dict(type='LoadPairedImage', with_pixels=False, with_depth=True),
@@ -30,24 +30,15 @@ train_pipeline = [
     dict(type='LoadTeacherFeatures', cache_dir=teacher_cache, teacher=teacher,
          preprocessing=image_preprocessing),
     dict(type='GlobalAlignment', rotation_axis=2),
+]
+train_pipeline = paired_loading + [
     dict(type='RandomFlip3D', sync_2d=False, flip_ratio_bev_horizontal=0.5,
          flip_ratio_bev_vertical=0.5),
     dict(type='GlobalRotScaleTrans', rot_range=[-0.087266, 0.087266],
          scale_ratio_range=[1.0, 1.0], shift_height=True),
     dict(type='PackPairedInputs'),
 ]
-test_pipeline = [
-    dict(type='LoadScenePoints', coord_type='DEPTH', shift_height=True, load_dim=6,
-         use_dim=[0, 1, 2]),
-    dict(type='LoadPairedImage', with_pixels=False, with_depth=True),
-    image_preprocessing,
-    dict(type='FrustumPointPairing', num_points=num_points, depth_range=(0.1, 10.0),
-         occlusion_tol=0.1, min_points=512),
-    dict(type='LoadTeacherFeatures', cache_dir=teacher_cache, teacher=teacher,
-         preprocessing=image_preprocessing),
-    dict(type='GlobalAlignment', rotation_axis=2),
-    dict(type='PackPairedInputs'),
-]
+test_pipeline = paired_loading + [dict(type='PackPairedInputs')]
 train_dataloader = dict(
     batch_size=8, num_workers=0, persistent_workers=False,
     dataset=dict(data_root=data_root, pipeline=train_pipeline))

@@ -48,12 +48,14 @@ load_points = dict(type='LoadScenePoints', coord_type='DEPTH', shift_height=Fals
 # configs load them: unaligned scan frame, colours 0-1; the segmentation augmentations.
 pairing = dict(type='FrustumPointPairing', num_points=None, depth_range=(0.1, 10.0),
                occlusion_tol=0.1, min_points=512)
-train_pipeline = [
+paired_loading = [
     load_points,
     dict(type='LoadPairedImage', with_pixels=True, with_depth=True,
          decode_size=teacher_image_size),
     image_preprocessing,
     pairing,
+]
+train_pipeline = paired_loading + [
     dict(type='RandomFlip3D', sync_2d=False, flip_ratio_bev_horizontal=0.5,
          flip_ratio_bev_vertical=0.5),
     dict(type='GlobalRotScaleTrans', rot_range=[-3.14159265, 3.14159265],
@@ -61,12 +63,7 @@ train_pipeline = [
     dict(type='NormalizePointsColor', color_mean=None),
     dict(type='PackPairedInputs'),
 ]
-test_pipeline = [
-    load_points,
-    dict(type='LoadPairedImage', with_pixels=True, with_depth=True,
-         decode_size=teacher_image_size),
-    image_preprocessing,
-    pairing,
+test_pipeline = paired_loading + [
     dict(type='NormalizePointsColor', color_mean=None),
     dict(type='PackPairedInputs'),
 ]

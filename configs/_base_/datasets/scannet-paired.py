@@ -19,7 +19,8 @@ num_points = 8192
 # The points are loaded as the downstream VoteNet config loads them (xyz + height), paired in
 # the scan's frame, then aligned (GlobalAlignment) and augmented in 3D. Pixel coordinates ride
 # along as a point attribute, so the augmentations keep them in step.
-train_pipeline = [
+# Loading and pairing, shared by both pipelines; training adds the 3D augmentations.
+paired_loading = [
     dict(type='LoadScenePoints', coord_type='DEPTH', shift_height=True, load_dim=6,
          use_dim=[0, 1, 2], backend_args=backend_args),
     dict(type='LoadPairedImage', with_pixels=True, with_depth=True,
@@ -28,6 +29,8 @@ train_pipeline = [
     dict(type='FrustumPointPairing', num_points=num_points, depth_range=(0.1, 10.0),
          occlusion_tol=0.1, min_points=512),
     dict(type='GlobalAlignment', rotation_axis=2),
+]
+train_pipeline = paired_loading + [
     # The image is flipped too (independently); PackPairedInputs flips pixel_uv with it.
     dict(type='RandomFlip3D', sync_2d=False, flip_ratio_bev_horizontal=0.5,
          flip_ratio_bev_vertical=0.5),
@@ -35,17 +38,7 @@ train_pipeline = [
          scale_ratio_range=[1.0, 1.0], shift_height=True),
     dict(type='PackPairedInputs'),
 ]
-test_pipeline = [
-    dict(type='LoadScenePoints', coord_type='DEPTH', shift_height=True, load_dim=6,
-         use_dim=[0, 1, 2], backend_args=backend_args),
-    dict(type='LoadPairedImage', with_pixels=True, with_depth=True,
-         decode_size=teacher_image_size),
-    image_preprocessing,
-    dict(type='FrustumPointPairing', num_points=num_points, depth_range=(0.1, 10.0),
-         occlusion_tol=0.1, min_points=512),
-    dict(type='GlobalAlignment', rotation_axis=2),
-    dict(type='PackPairedInputs'),
-]
+test_pipeline = paired_loading + [dict(type='PackPairedInputs')]
 # With a teacher-feature cache (tools/extract_teacher_features.py) the images are not decoded:
 # replace LoadPairedImage by dict(type='LoadPairedImage', with_pixels=False, with_depth=True)
 # and add, before PackPairedInputs,

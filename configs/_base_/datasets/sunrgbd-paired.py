@@ -15,7 +15,8 @@ num_points = 8192
 
 # Points as the downstream VoteNet SUN RGB-D config loads them (xyz + height); there is no
 # separate depth frame (the cloud is the depth frame), so no occlusion test is needed.
-train_pipeline = [
+# Loading and pairing, shared by both pipelines; training adds the 3D augmentations.
+paired_loading = [
     dict(type='LoadScenePoints', coord_type='DEPTH', shift_height=True, load_dim=6,
          use_dim=[0, 1, 2], backend_args=backend_args),
     dict(type='LoadPairedImage', with_pixels=True, with_depth=False,
@@ -23,21 +24,14 @@ train_pipeline = [
     image_preprocessing,
     dict(type='FrustumPointPairing', num_points=num_points, depth_range=(0.1, 10.0),
          min_points=512),
+]
+train_pipeline = paired_loading + [
     dict(type='RandomFlip3D', sync_2d=False, flip_ratio_bev_horizontal=0.5),
     dict(type='GlobalRotScaleTrans', rot_range=[-0.523599, 0.523599],
          scale_ratio_range=[0.85, 1.15], shift_height=True),
     dict(type='PackPairedInputs'),
 ]
-test_pipeline = [
-    dict(type='LoadScenePoints', coord_type='DEPTH', shift_height=True, load_dim=6,
-         use_dim=[0, 1, 2], backend_args=backend_args),
-    dict(type='LoadPairedImage', with_pixels=True, with_depth=False,
-         decode_size=teacher_image_size),
-    image_preprocessing,
-    dict(type='FrustumPointPairing', num_points=num_points, depth_range=(0.1, 10.0),
-         min_points=512),
-    dict(type='PackPairedInputs'),
-]
+test_pipeline = paired_loading + [dict(type='PackPairedInputs')]
 
 train_dataloader = dict(
     batch_size=8,
