@@ -10,7 +10,8 @@ from mmengine.runner import Runner
 
 
 def prepare_config(cfg: Config, args: argparse.Namespace) -> Config:
-    """Apply the command-line overrides mmdet3d's tools apply, in the same order."""
+    """Set up the process (registries, CPU op dispatch, the allocator policy), then apply the
+    command-line overrides mmdet3d's tools apply, in the same order."""
     from mmdet3d.utils import register_all_modules
 
     import concept_distill  # noqa: F401  (registers components; installs CPU op dispatch)
