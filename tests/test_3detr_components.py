@@ -227,7 +227,7 @@ def test_random_cuboid_crops_points_boxes_and_masks_together():
     import numpy as np
     from mmdet3d.structures import DepthInstance3DBoxes, DepthPoints
 
-    from concept_distill.models.threedetr import RandomCuboid3D
+    from concept_distill.datasets.transforms import RandomCuboid3D
 
     rng = np.random.default_rng(0)
     xyz = rng.uniform([0, 0, 0], [8, 8, 3], size=(5000, 3)).astype(np.float32)

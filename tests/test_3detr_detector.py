@@ -16,15 +16,14 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
 
-from concept_distill.models.distill import PointTokens
-from concept_distill.models.threedetr import ThreeDETRTokenAdapter
+from concept_distill.models.distill import PointTokens, ThreeDETRTokenAdapter
 from concept_distill.models.threedetr.transformer_layers import PreNormEncoderLayer
 
 REPO = Path(__file__).resolve().parents[1]
 CFG_DIR = REPO / 'configs' / '3detr'
 SCANNET = CFG_DIR / '3detr_1xb8-1080e_scannet-3d.py'
 SUNRGBD = CFG_DIR / '3detr_1xb8-1080e_sunrgbd-3d.py'
-FINETUNE = CFG_DIR / '3detr_1xb8-1080e_scannet-3d_concept-distill.py'
+FINETUNE = CFG_DIR / '3detr_concept-distill_1xb8-1080e_scannet-3d.py'
 PRETRAIN = (REPO / 'configs' / 'pretrain'
             / '3detr-encoder_concept-distill_8xb8-100e_scannet-frames.py')
 NUM_POINTS = 4096  # points per cloud in these tests (the configs use 40000 / 20000)
@@ -296,12 +295,12 @@ def test_token_adapter_and_interleaved_concepts():
 def test_pretrained_encoder_loads_into_3detr_with_zero_missing_keys(tmp_path):
     """Two pre-training iterations on a synthetic scene export a backbone checkpoint that the
     fine-tuning config loads through init_cfg with no missing and no unexpected keys."""
-    from concept_distill.datasets.synthetic import create_synthetic_scannet
-    from concept_distill.engine import ConceptDistillRunner
-    from concept_distill.models.distill.backbone_checkpoint import (
+    from concept_distill.checkpoint.backbone_checkpoint import (
         check_backbone_checkpoint,
         extract_backbone_state,
     )
+    from concept_distill.datasets.converters.synthetic import create_synthetic_scannet
+    from concept_distill.engine import ConceptDistillRunner
 
     data_root = tmp_path / 'scannet'
     create_synthetic_scannet(data_root, num_scenes=1, seed=0, points_per_scene=6000,

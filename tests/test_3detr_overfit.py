@@ -66,7 +66,7 @@ def overfit_config(data_root: Path, classes: tuple, work_dir: Path) -> Config:
 
 @pytest.mark.slow
 def test_3detr_overfits_one_synthetic_scene(tmp_path):
-    from concept_distill.datasets.synthetic import create_synthetic_scannet
+    from concept_distill.datasets.converters.synthetic import create_synthetic_scannet
     from concept_distill.engine import ConceptDistillRunner
 
     data_root = tmp_path / 'scannet'

@@ -22,7 +22,8 @@ from mmcv.ops import (
     three_nn,
 )
 
-from concept_distill.ops import cpu_point_ops, is_installed
+from concept_distill.ops import cpu_point_ops
+from concept_distill.patches.mmcv_point_ops import installed as is_installed
 
 _boxes_module = importlib.import_module('mmcv.ops.points_in_boxes')
 
@@ -128,8 +129,8 @@ def _ref_points_in_boxes(pts: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 def test_dispatch_installed_everywhere_and_idempotent() -> None:
     from mmdet3d.structures.bbox_3d import base_box3d
 
-    from concept_distill.ops import install_cpu_point_ops
-    from concept_distill.ops.point_op_dispatch import _MARK
+    from concept_distill.patches.mmcv_point_ops import _MARK
+    from concept_distill.patches.mmcv_point_ops import install as install_cpu_point_ops
 
     assert is_installed()
     fps_cls = importlib.import_module('mmcv.ops.furthest_point_sample').FurthestPointSampling
@@ -174,7 +175,7 @@ def test_fps_duplicates_and_fewer_points_than_samples() -> None:
 
 def test_fps_leaf_skipping_is_exact() -> None:
     """The kd-leaf skipping path gives the plain scan's indices, ties and duplicates included."""
-    from concept_distill.ops import numba_sampling as k
+    from concept_distill.ops.kernels import sampling as k
 
     rng = _rng(3)
     xyz = np.concatenate([rng.random((1, 6000, 3)), np.round(rng.random((1, 3000, 3)) * 8) / 8],

@@ -12,7 +12,8 @@ import pytest
 from mmdet3d.registry import DATASETS
 from mmengine.config import Config
 
-from concept_distill.datasets import PairedDataError, create_synthetic_scannet
+from concept_distill.datasets import PairedDataError
+from concept_distill.datasets.converters import create_synthetic_scannet
 
 REPO = Path(__file__).resolve().parents[1]
 

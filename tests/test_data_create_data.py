@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from concept_distill.datasets.pair_inspection import load_pair
+from concept_distill.visualization.pair_inspection import load_pair
 
 REPO = Path(__file__).resolve().parents[1]
 FLIP = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # mmdet3d: depth -> camera axes

@@ -10,8 +10,9 @@ import pytest
 from mmdet3d.registry import DATASETS
 from mmengine.config import Config
 
-from concept_distill.datasets import color_agreement, create_synthetic_scannet
-from concept_distill.datasets.pair_inspection import load_pair
+from concept_distill.datasets import color_agreement
+from concept_distill.datasets.converters import create_synthetic_scannet
+from concept_distill.visualization.pair_inspection import load_pair
 
 REPO = Path(__file__).resolve().parents[1]
 SUN = dict(ann_file='sunrgbd_000017_infos.pkl', data_prefix=dict(pts='', img=''))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from concept_distill.datasets.scannet_sens import (
+from concept_distill.datasets.converters.scannet_sens import (
     SensFormatError,
     SensHeader,
     encode_frame,

@@ -9,10 +9,14 @@ import pytest
 from mmdet3d.registry import DATASETS
 from mmengine.config import Config
 
-from concept_distill.datasets import create_synthetic_scannet
-from concept_distill.datasets.pair_inspection import load_pair
-from concept_distill.datasets.scannet_info import SCANNET_CLASSES, SCANNET_DET_NYU40
-from concept_distill.datasets.synthetic import generate_scenes, write_label_map, write_raw_scene
+from concept_distill.datasets.converters import create_synthetic_scannet
+from concept_distill.datasets.converters.scannet_info import SCANNET_CLASSES, SCANNET_DET_NYU40
+from concept_distill.datasets.converters.synthetic import (
+    generate_scenes,
+    write_label_map,
+    write_raw_scene,
+)
+from concept_distill.visualization.pair_inspection import load_pair
 
 REPO = Path(__file__).resolve().parents[1]
 MMDET3D_CONFIGS = Path(__import__('mmdet3d').__file__).parent / '.mim' / 'configs'

@@ -11,8 +11,9 @@ import torch
 from mmdet3d.registry import DATASETS, MODELS, TRANSFORMS
 from mmengine.config import Config
 
-from concept_distill.datasets import TeacherCacheError, create_synthetic_scannet
-from concept_distill.datasets.teacher_extraction import extract_teacher_features
+from concept_distill.datasets import TeacherCacheError
+from concept_distill.datasets.converters import create_synthetic_scannet
+from concept_distill.datasets.converters.teacher_extraction import extract_teacher_features
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(embed_dim=32,

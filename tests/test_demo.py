@@ -82,7 +82,7 @@ def demo_tools(import_tool):
 
 def test_data_root_and_clip_weights_reach_every_command(demo_tools, tmp_path):
     demo, demo_report = demo_tools
-    from concept_distill.datasets.synthetic import create_synthetic_scannet
+    from concept_distill.datasets.converters.synthetic import create_synthetic_scannet
 
     root = tmp_path / 'scannet'  # stands for a user's root prepared by create_data.py
     create_synthetic_scannet(root, num_scenes=2, seed=1, num_frames=3, points_per_scene=5000,

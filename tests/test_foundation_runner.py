@@ -16,7 +16,7 @@ sys.path.insert(0, str(REPO_ROOT / 'tools'))
 import test as test_tool  # noqa: E402
 import train as train_tool  # noqa: E402
 
-from concept_distill.engine import UntrustedCheckpointError, load_checkpoint_file  # noqa: E402
+from concept_distill.checkpoint import UntrustedCheckpointError, load_checkpoint_file  # noqa: E402
 
 RECORD: dict = {}
 
@@ -90,6 +90,7 @@ class _KillAfterHook(Hook):
 
 CONFIG = """
 default_scope = 'mmdet3d'
+runner_type = 'ConceptDistillRunner'  # as configs/_base_/default_runtime.py sets it
 model = dict(type='_ToyRegressor')
 train_dataloader = dict(batch_size=4, num_workers=0,
                         sampler=dict(type='DefaultSampler', shuffle=True),

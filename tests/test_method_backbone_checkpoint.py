@@ -20,14 +20,14 @@ from test_method_distiller import (
     votenet_backbone,
 )
 
-from concept_distill.hooks import PretrainedBackboneCheckHook
-from concept_distill.models.distill import (
+from concept_distill.checkpoint import (
     BackboneCheckpointError,
     check_backbone_checkpoint,
     compare_backbone_keys,
     save_backbone_checkpoint,
 )
-from concept_distill.models.distill.backbone_checkpoint import backbone_meta
+from concept_distill.checkpoint.backbone_checkpoint import backbone_meta
+from concept_distill.hooks import PretrainedBackboneCheckHook
 
 sys.path.insert(0, os.path.join(REPO, 'tools'))
 import export_backbone

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from concept_distill.models.distill import ConceptAlignmentLoss, alignment_metrics
+from concept_distill.evaluation import alignment_metrics
+from concept_distill.models.distill import ConceptAlignmentLoss
 
 
 def make_loss(**kwargs) -> ConceptAlignmentLoss:
@@ -154,7 +155,7 @@ def test_target_centring_removes_the_common_component() -> None:
 
 
 def test_retrieval_metric_over_random_and_ordered_galleries() -> None:
-    from concept_distill.models.distill import ConceptRetrievalMetric
+    from concept_distill.evaluation import ConceptRetrievalMetric
 
     t = torch.eye(8)
     perfect = ConceptRetrievalMetric(num_candidates=4, gallery_seed=0)

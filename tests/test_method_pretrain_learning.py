@@ -24,8 +24,8 @@ import torch
 from mmdet3d.registry import MODELS
 from mmengine.config import Config
 
-from concept_distill.datasets.synthetic import create_synthetic_scannet
-from concept_distill.models.distill import BackboneCheckpointError, check_backbone_checkpoint
+from concept_distill.checkpoint import BackboneCheckpointError, check_backbone_checkpoint
+from concept_distill.datasets.converters.synthetic import create_synthetic_scannet
 
 pytestmark = pytest.mark.slow
 

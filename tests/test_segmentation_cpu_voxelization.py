@@ -7,11 +7,12 @@ import torch
 from mmdet3d.models.data_preprocessors import Det3DDataPreprocessor
 from mmdet3d.structures import Det3DDataSample, PointData
 
-from concept_distill.models.segmentation import (
-    device_aware_minkunet_voxelization_installed,
-    install_device_aware_minkunet_voxelization,
-    quantize_points,
-    voxelize_minkunet,
+from concept_distill.ops import quantize_points, voxelize_minkunet
+from concept_distill.patches.minkunet_voxelization import (
+    install as install_device_aware_minkunet_voxelization,
+)
+from concept_distill.patches.minkunet_voxelization import (
+    installed as device_aware_minkunet_voxelization_installed,
 )
 
 VOXEL = 0.05

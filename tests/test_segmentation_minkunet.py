@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
 
-from concept_distill.models.segmentation import MinkUNetTokenAdapter  # noqa: F401
+from concept_distill.models.distill import MinkUNetTokenAdapter  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 CFG_DIR = REPO / 'configs' / 'minkunet'

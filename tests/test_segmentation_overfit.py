@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from concept_distill.datasets.synthetic import create_synthetic_scannet
+from concept_distill.datasets.converters.synthetic import create_synthetic_scannet
 from concept_distill.engine import ConceptDistillRunner
 
 CONFIG = (Path(__file__).resolve().parents[1] / 'configs' / 'minkunet' /

@@ -9,8 +9,8 @@ from mmdet3d.registry import MODELS
 from mmdet3d.structures import Det3DDataSample
 from mmengine.config import Config
 
-from concept_distill.models.distill import PointTokens
-from concept_distill.models.segmentation import MinkUNetTokenAdapter, voxelize_minkunet
+from concept_distill.models.distill import MinkUNetTokenAdapter, PointTokens
+from concept_distill.ops import voxelize_minkunet
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAIN = (REPO / 'configs' / 'pretrain' /
@@ -100,12 +100,12 @@ def test_pretrain_backbone_is_the_segmentation_backbone() -> None:
 def test_pretrain_then_load_into_both_segmentation_configs(tmp_path: Path) -> None:
     """Two pre-training iterations on a synthetic scene write a backbone checkpoint that loads
     into the ScanNet and S3DIS configs with zero missing / unexpected keys."""
-    from concept_distill.datasets.synthetic import create_synthetic_scannet
-    from concept_distill.engine import ConceptDistillRunner
-    from concept_distill.models.distill.backbone_checkpoint import (
+    from concept_distill.checkpoint.backbone_checkpoint import (
         check_backbone_checkpoint,
         extract_backbone_state,
     )
+    from concept_distill.datasets.converters.synthetic import create_synthetic_scannet
+    from concept_distill.engine import ConceptDistillRunner
 
     data_root = tmp_path / 'scannet'
     create_synthetic_scannet(data_root, num_scenes=1, seed=0, points_per_scene=6000,

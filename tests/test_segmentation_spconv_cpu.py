@@ -13,9 +13,9 @@ from spconv.pytorch import (
     SubMConv3d,
 )
 
-from concept_distill.models.segmentation import (
-    install_spconv_cpu_dispatch,
-    spconv_cpu_dispatch_installed,
+from concept_distill.patches.spconv_cpu_algorithm import install as install_spconv_cpu_dispatch
+from concept_distill.patches.spconv_cpu_algorithm import (
+    installed as spconv_cpu_dispatch_installed,
 )
 
 

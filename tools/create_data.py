@@ -20,7 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from _progress import progress_bar
+from concept_distill.engine.progress import progress_bar
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,12 +60,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def synthetic(args: argparse.Namespace) -> dict:
     """The `synthetic` sub-command."""
-    from concept_distill.datasets.synthetic import create_synthetic_scannet, generate_scenes
-    from concept_distill.datasets.synthetic.scannet_raw_writer import (
+    from concept_distill.datasets.converters.synthetic import (
+        create_synthetic_scannet,
+        generate_scenes,
+    )
+    from concept_distill.datasets.converters.synthetic.scannet_raw_writer import (
         write_label_map,
         write_raw_scene,
     )
-    from concept_distill.datasets.synthetic.synthetic_scannet import split_scenes
+    from concept_distill.datasets.converters.synthetic.synthetic_scannet import split_scenes
 
     root = Path(args.root_path)
     if args.raw:
@@ -105,14 +108,14 @@ def main(argv: list[str] | None = None) -> dict:
     if args.dataset == 'synthetic':
         summary = synthetic(args)
     elif args.dataset == 'scannet':
-        from concept_distill.datasets.scannet_converter import convert_scannet
+        from concept_distill.datasets.converters.scannet_converter import convert_scannet
 
         with progress_bar('scannet scenes (export, then mmdet3d infos)', 'scene') as progress:
             summary = convert_scannet(args.root_path, args.out_dir, args.frame_stride,
                                       args.max_frames_per_scene, not args.no_depth,
                                       args.workers, progress=progress)
     else:
-        from concept_distill.datasets.mmdet3d_converters import run_indoor_converter
+        from concept_distill.datasets.converters.indoor_converters import run_indoor_converter
 
         with progress_bar(f'{args.dataset} samples', 'sample') as progress:
             written = run_indoor_converter(args.dataset, args.root_path,

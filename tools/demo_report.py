@@ -95,7 +95,7 @@ def _load_cfg(config: str, options: dict):
 
 def plot_pairing(data_root: str, path: Path) -> dict:
     """The first val frame with its paired points projected (tools/visualize_pairs.py's view)."""
-    from concept_distill.datasets.pair_inspection import load_pair, save_pair_png
+    from concept_distill.visualization.pair_inspection import load_pair, save_pair_png
 
     pair = load_pair(data_root, 'scannet_infos_val.pkl', index=0,
                      data_prefix=dict(pts='points', img='', depth=''))

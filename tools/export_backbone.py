@@ -63,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from mmdet3d.utils import register_all_modules
 
     import concept_distill  # noqa: F401  (registers components)
-    from concept_distill.engine import UntrustedCheckpointError
-    from concept_distill.models.distill.backbone_checkpoint import (
+    from concept_distill.checkpoint.backbone_checkpoint import (
         BackboneCheckpointError,
         backbone_meta,
         check_backbone_checkpoint,
@@ -72,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         load_checkpoint_dict,
         save_backbone_checkpoint,
     )
+    from concept_distill.engine import UntrustedCheckpointError
 
     register_all_modules(init_default_scope=True)
     try:

@@ -15,8 +15,9 @@ import argparse
 import json
 import sys
 
-from _progress import progress_bar
 from mmengine.config import Config, DictAction
+
+from concept_distill.engine.progress import progress_bar
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,7 +44,7 @@ def _lookup(cfg, dotted: str):
 
 
 def _default_cache_dir(cfg) -> str | None:
-    from concept_distill.datasets.teacher_extraction import _unwrap, find_transform
+    from concept_distill.datasets.converters.teacher_extraction import _unwrap, find_transform
 
     ds = _unwrap(cfg.train_dataloader['dataset'])
     t = find_transform(ds['pipeline'], 'LoadTeacherFeatures')
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     from mmdet3d.utils import register_all_modules
 
     import concept_distill  # noqa: F401  (registers components)
-    from concept_distill.datasets.teacher_extraction import extract_teacher_features
+    from concept_distill.datasets.converters.teacher_extraction import extract_teacher_features
     from concept_distill.engine import retain_freed_memory
 
     retain_freed_memory()

@@ -8,14 +8,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import os.path as osp
-import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _cli_common import build_runner, prepare_config
+from concept_distill.engine.cli import build_runner, prepare_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> dict:
     from mmdet3d.utils import register_all_modules
 
     import concept_distill  # noqa: F401  (registers components)
-    from concept_distill.datasets.pair_inspection import load_pair, save_pair_png
+    from concept_distill.visualization.pair_inspection import load_pair, save_pair_png
 
     register_all_modules(init_default_scope=True)
     pair = load_pair(args.data_root, args.ann_file, args.index,

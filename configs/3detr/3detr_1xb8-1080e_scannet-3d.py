@@ -6,7 +6,7 @@ _base_ = [
     'mmdet3d::_base_/datasets/scannet-3d.py',
     './_base_/3detr.py',
     './_base_/schedule-adamw-cosine-1080e.py',
-    'mmdet3d::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
 ]
 
 backend_args = None

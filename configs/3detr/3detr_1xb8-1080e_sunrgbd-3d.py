@@ -5,7 +5,7 @@ _base_ = [
     'mmdet3d::_base_/datasets/sunrgbd-3d.py',
     './_base_/3detr.py',
     './_base_/schedule-adamw-cosine-1080e.py',
-    'mmdet3d::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
 ]
 
 num_classes = 10

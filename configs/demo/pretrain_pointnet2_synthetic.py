@@ -4,9 +4,8 @@
 _base_ = [
     '../_base_/datasets/scannet-paired.py',
     '../_base_/models/pointnet2-sassg_concept-distill.py',
-    'mmdet3d::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['concept_distill'], allow_failed_imports=False)
 
 data_root = 'demo_output/data/'
 teacher_cache = 'demo_output/teacher_cache'

@@ -3,6 +3,9 @@
 # from scratch and from the concept-distilled backbone (votenet_synthetic_pretrained.py).
 _base_ = ['mmdet3d::votenet/votenet_8xb8_scannet-3d.py']
 custom_imports = dict(imports=['concept_distill'], allow_failed_imports=False)
+# mmdet3d's VoteNet config carries mmdet3d's runtime; the project's runner as in
+# ../_base_/default_runtime.py (trusted resume, atomic checkpoints).
+runner_type = 'ConceptDistillRunner'
 
 data_root = 'demo_output/data/'  # tools/demo.py passes its own through --cfg-options
 num_points = 8192

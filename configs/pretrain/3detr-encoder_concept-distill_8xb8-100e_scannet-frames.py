@@ -3,7 +3,7 @@
 # teacher, loss and schedule as the PointNet++ recipe; what changes is the student and the
 # concept extractor, which is interleaved with the encoder as in the source paper's figure:
 # concept layer i cross-attends to the tokens of encoder layer i. The exported
-# `backbone_*.pth` loads into configs/3detr/3detr_1xb8-1080e_scannet-3d_concept-distill.py.
+# `backbone_*.pth` loads into configs/3detr/3detr_concept-distill_1xb8-1080e_scannet-3d.py.
 #
 #   python tools/train.py configs/pretrain/3detr-encoder_concept-distill_8xb8-100e_scannet-frames.py \
 #       --cfg-options model.teacher.pretrained=/path/to/open_clip_ViT-B-16.bin

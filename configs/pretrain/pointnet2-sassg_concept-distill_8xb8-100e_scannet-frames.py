@@ -12,9 +12,8 @@ _base_ = [
     '../_base_/datasets/scannet-paired.py',
     '../_base_/models/pointnet2-sassg_concept-distill.py',
     '../_base_/schedules/concept-distill-pretrain-100e.py',
-    'mmdet3d::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['concept_distill'], allow_failed_imports=False)
 
 # Frames of one scan are highly redundant: every 10th exported frame (ScanNet exports are
 # already every 20th .sens frame, so one frame per ~7 s of video).

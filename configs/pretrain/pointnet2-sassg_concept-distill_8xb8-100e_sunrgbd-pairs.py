@@ -8,9 +8,8 @@ _base_ = [
     '../_base_/datasets/sunrgbd-paired.py',
     '../_base_/models/pointnet2-sassg_concept-distill.py',
     '../_base_/schedules/concept-distill-pretrain-100e.py',
-    'mmdet3d::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['concept_distill'], allow_failed_imports=False)
 
 val_evaluator = dict(type='ConceptRetrievalMetric', num_candidates=32)
 test_evaluator = val_evaluator

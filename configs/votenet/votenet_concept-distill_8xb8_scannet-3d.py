@@ -6,6 +6,9 @@
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/<pretrain>/backbone_latest.pth
 _base_ = ['mmdet3d::votenet/votenet_8xb8_scannet-3d.py']
 custom_imports = dict(imports=['concept_distill'], allow_failed_imports=False)
+# mmdet3d's VoteNet config carries mmdet3d's runtime; the project's runner as in
+# ../_base_/default_runtime.py (trusted resume, atomic checkpoints).
+runner_type = 'ConceptDistillRunner'
 
 pretrained_backbone = ('work_dirs/pointnet2-sassg_concept-distill_8xb8-100e_scannet-frames/'
                        'backbone_latest.pth')

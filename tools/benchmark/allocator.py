@@ -35,7 +35,7 @@ def _scene_points(scene: Path | None):
 
     if scene is not None:
         return np.fromfile(scene, dtype=np.float32).reshape(-1, 6)[:, :3]
-    from concept_distill.datasets.synthetic import generate_scenes
+    from concept_distill.datasets.converters.synthetic import generate_scenes
 
     (room,) = generate_scenes(1, 0, 1, 60000, (48, 64))
     return room.points[:, :3].astype(np.float32)

@@ -163,7 +163,7 @@ def main() -> None:
 
     import concept_distill  # noqa: F401  (registers components)
     from concept_distill.datasets import create_synthetic_scannet
-    from concept_distill.datasets.teacher_extraction import extract_teacher_features
+    from concept_distill.datasets.converters.teacher_extraction import extract_teacher_features
     from concept_distill.engine import retain_freed_memory
 
     retain_freed_memory()  # the allocator policy tools/train.py runs with

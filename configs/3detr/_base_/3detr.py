@@ -1,6 +1,5 @@
 # 3DETR model (Misra et al., ICCV 2021) with the reference's ScanNet settings; dataset
 # configs change the class count, queries, heading bins and set-loss weights.
-custom_imports = dict(imports=['concept_distill'], allow_failed_imports=False)
 
 num_classes = 18
 model = dict(

@@ -2,7 +2,6 @@
 # points of its scene that the frame sees (frustum + depth range + occlusion test).
 # Infos come from `tools/create_data.py scannet|synthetic` (mmdet3d v2 infos + `frames`).
 # Child configs change `data_root` (e.g. a synthetic root) and the pipelines' point format.
-custom_imports = dict(imports=['concept_distill'], allow_failed_imports=False)
 
 dataset_type = 'PairedFrameDataset'
 data_root = 'data/scannet/'

@@ -1,7 +1,6 @@
 # Paired 2D-3D SUN RGB-D samples for pre-training: each item is the RGB image and the points
 # of its own depth cloud (mmdet3d's infos carry images.CAM0.img_path and depth2img).
 # Infos come from `tools/create_data.py sunrgbd` (mmdet3d's converter).
-custom_imports = dict(imports=['concept_distill'], allow_failed_imports=False)
 
 dataset_type = 'PairedFrameDataset'
 data_root = 'data/sunrgbd/'

@@ -1,6 +1,11 @@
 """ConceptDistill: importing this package registers every component of the project."""
-# ops first: the CPU point-op dispatch must be installed before any model is built.
-from . import engine, ops  # noqa: I001,F401
-from . import datasets, hooks, models  # noqa: F401
+from concept_distill import patches
 
+patches.install_all()  # what this changes in mmcv / mmdet3d / spconv: patches/__init__.py
+
+from concept_distill import (  # noqa: E402,I001  (registration after the patches)
+    checkpoint, datasets, engine, evaluation, hooks, models, visualization)
+
+__all__ = ['checkpoint', 'datasets', 'engine', 'evaluation', 'hooks', 'models', 'patches',
+           'visualization']
 __version__ = '0.1.0'

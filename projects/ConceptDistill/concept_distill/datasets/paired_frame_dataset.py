@@ -10,7 +10,7 @@ from mmdet3d.registry import DATASETS
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
-from .frustum_pairing import PairedDataError, as_mat4
+from concept_distill.datasets.frustum_pairing import PairedDataError, as_mat4
 
 # SUN RGB-D's `depth2img` comes from its MATLAB toolbox, whose pixel coordinates start at 1:
 # on the real fixture, shifting projections by -1 px takes the point/pixel colour error from

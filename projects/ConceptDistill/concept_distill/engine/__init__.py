@@ -1,7 +1,5 @@
-"""Runner, checkpoint-loading policy and the CPU allocator policy."""
-from .checkpoint_io import UntrustedCheckpointError, atomic_torch_save, load_checkpoint_file
-from .cpu_allocator import retain_freed_memory
-from .runner import ConceptDistillRunner
+"""Running: the project's runner, the CPU allocator policy, the tools' shared set-up."""
+from concept_distill.engine.cpu_allocator import retain_freed_memory
+from concept_distill.engine.runner import ConceptDistillRunner
 
-__all__ = ['ConceptDistillRunner', 'UntrustedCheckpointError', 'atomic_torch_save',
-           'load_checkpoint_file', 'retain_freed_memory']
+__all__ = ['ConceptDistillRunner', 'retain_freed_memory']

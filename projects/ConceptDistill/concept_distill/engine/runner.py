@@ -13,7 +13,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 
-from .checkpoint_io import load_checkpoint_file
+from concept_distill.checkpoint.checkpoint_io import load_checkpoint_file
 
 
 @RUNNERS.register_module()

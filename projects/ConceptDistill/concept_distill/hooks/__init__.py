@@ -1,5 +1,8 @@
-"""Hooks: distillation pre-training, and the downstream pre-trained-backbone guard."""
-from .concept_distill_hook import ConceptDistillHook
-from .pretrained_backbone_check_hook import PretrainedBackboneCheckHook
+"""Hooks, one concern each: the frozen teacher, backbone export, the pre-trained check."""
+from concept_distill.hooks.backbone_export_hook import BackboneExportHook
+from concept_distill.hooks.concept_distill_hook import ConceptDistillHook
+from concept_distill.hooks.frozen_teacher_hook import FrozenTeacherHook
+from concept_distill.hooks.pretrained_backbone_check_hook import PretrainedBackboneCheckHook
 
-__all__ = ['ConceptDistillHook', 'PretrainedBackboneCheckHook']
+__all__ = ['BackboneExportHook', 'ConceptDistillHook', 'FrozenTeacherHook',
+           'PretrainedBackboneCheckHook']

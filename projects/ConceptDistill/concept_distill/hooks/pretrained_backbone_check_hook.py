@@ -6,7 +6,7 @@ from mmdet3d.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from ..models.distill.backbone_checkpoint import (
+from concept_distill.checkpoint.backbone_checkpoint import (
     check_backbone_checkpoint,
     extract_backbone_state,
     load_checkpoint_dict,

@@ -1,2 +1,2 @@
-"""Models: the distillation method, 3DETR, and sparse-conv segmentation parts."""
-from . import distill, segmentation, threedetr  # noqa: F401
+"""Models: the distillation method (``distill``) and 3DETR (``threedetr``)."""
+from concept_distill.models import distill, threedetr  # noqa: F401

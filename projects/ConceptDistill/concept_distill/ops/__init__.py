@@ -1,13 +1,10 @@
-"""CPU kernels for mmcv's point operators, installed on import.
+"""CPU implementations of operators other libraries only have on CUDA.
 
-Importing this package wraps mmcv's furthest point sampling (plain and with a distance
-matrix), ball query, grouping, gather_points, three_nn, three_interpolate, knn and
-points_in_boxes_all/part with a dispatch on the inputs' device: CPU tensors run the kernels in
-``cpu_point_ops`` (same results as mmcv's CUDA kernels), CUDA tensors keep mmcv's kernels.
+``cpu_point_ops``: mmcv's point operators (kernels in ``kernels/``, by family);
+``voxelization``: MinkUNet's voxelisation on the points' device. ``concept_distill.patches``
+routes the libraries' calls here for CPU tensors.
 """
-from . import cpu_point_ops
-from .point_op_dispatch import PROFILE_PREFIX, install_cpu_point_ops, is_installed
+from concept_distill.ops import cpu_point_ops, voxelization
+from concept_distill.ops.voxelization import quantize_points, voxelize_minkunet
 
-install_cpu_point_ops()
-
-__all__ = ['PROFILE_PREFIX', 'cpu_point_ops', 'install_cpu_point_ops', 'is_installed']
+__all__ = ['cpu_point_ops', 'quantize_points', 'voxelization', 'voxelize_minkunet']

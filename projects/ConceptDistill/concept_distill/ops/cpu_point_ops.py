@@ -1,9 +1,9 @@
 """CPU implementations of mmcv's point operators, with the semantics of mmcv's CUDA kernels.
 
 Each function takes and returns CPU tensors with the shapes and dtypes of the mmcv op it
-replaces (indices are int32). The work runs in numba kernels: ``numba_sampling`` (furthest
-point sampling), ``numba_neighbours`` (ball query, three_nn, knn), ``numba_gathers``
-(grouping, gather_points, three_interpolate and their gradients) and ``numba_boxes``;
+replaces (indices are int32). The work runs in the numba kernels of ``ops/kernels/``:
+``sampling`` (furthest point sampling), ``neighbours`` (ball query, three_nn, knn),
+``gathers`` (grouping, gather_points, three_interpolate and their gradients) and ``boxes``;
 half-precision features fall back to torch gathers.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ _PARALLEL_WORK = 1 << 20
 # Points per leaf in furthest point sampling (leaves far from a new sample are skipped).
 _FPS_LEAF = 64
 
-_KERNEL_MODULES = ('numba_sampling', 'numba_neighbours', 'numba_gathers', 'numba_boxes')
+_KERNEL_MODULES = ('sampling', 'neighbours', 'gathers', 'boxes')
 _kernels: dict[str, Callable] = {}
 # The process that started numba's OpenMP thread team. GNU OpenMP cannot be used again in a
 # process forked after that (numba terminates the child), so forked children such as
@@ -46,7 +46,7 @@ def _kernel(name: str, work: float) -> Callable:
         # Imported on first use so that `import concept_distill` stays fast (numba is slow
         # to import).
         for module_name in _KERNEL_MODULES:
-            module = importlib.import_module(f'{__package__}.{module_name}')
+            module = importlib.import_module(f'{__package__}.kernels.{module_name}')
             _kernels.update((k, v) for k, v in vars(module).items() if not k.startswith('_'))
     import numba
     threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)

@@ -1,10 +1,12 @@
-"""Transforms of the paired 2D-3D pipeline (registered in mmdet3d's TRANSFORMS)."""
-from .frustum_point_pairing import FrustumPointPairing
-from .load_paired_image import LoadPairedImage
-from .load_scene_points import LoadScenePoints
-from .load_teacher_features import LoadTeacherFeatures
-from .pack_paired_inputs import PackPairedInputs
-from .resize_crop_for_teacher import ResizeCropForTeacher
+"""Data transforms (registered in mmdet3d's TRANSFORMS): the paired 2D-3D pipeline and
+3DETR's RandomCuboid3D."""
+from concept_distill.datasets.transforms.frustum_point_pairing import FrustumPointPairing
+from concept_distill.datasets.transforms.load_paired_image import LoadPairedImage
+from concept_distill.datasets.transforms.load_scene_points import LoadScenePoints
+from concept_distill.datasets.transforms.load_teacher_features import LoadTeacherFeatures
+from concept_distill.datasets.transforms.pack_paired_inputs import PackPairedInputs
+from concept_distill.datasets.transforms.random_cuboid import RandomCuboid3D
+from concept_distill.datasets.transforms.resize_crop_for_teacher import ResizeCropForTeacher
 
 __all__ = ['FrustumPointPairing', 'LoadPairedImage', 'LoadScenePoints', 'LoadTeacherFeatures',
-           'PackPairedInputs', 'ResizeCropForTeacher']
+           'PackPairedInputs', 'RandomCuboid3D', 'ResizeCropForTeacher']

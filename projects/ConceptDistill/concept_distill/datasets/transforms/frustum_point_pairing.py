@@ -6,7 +6,7 @@ import torch
 from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
 
-from ..frustum_pairing import PairedDataError, visible_points
+from concept_distill.datasets.frustum_pairing import PairedDataError, visible_points
 
 UV_ATTR = 'pixel_uv'
 

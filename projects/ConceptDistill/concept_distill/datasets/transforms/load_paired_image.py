@@ -8,8 +8,8 @@ from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
 from PIL import Image
 
-from ..frustum_pairing import PairedDataError
-from ..scannet_info import DEPTH_SHIFT
+from concept_distill.datasets.converters.scannet_info import DEPTH_SHIFT
+from concept_distill.datasets.frustum_pairing import PairedDataError
 
 
 def scale_pixels(sx: float, sy: float) -> np.ndarray:

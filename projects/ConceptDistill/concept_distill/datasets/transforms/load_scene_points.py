@@ -7,7 +7,7 @@ import numpy as np
 from mmdet3d.datasets.transforms import LoadPointsFromFile
 from mmdet3d.registry import TRANSFORMS
 
-from ..frustum_pairing import PairedDataError
+from concept_distill.datasets.frustum_pairing import PairedDataError
 
 
 @TRANSFORMS.register_module()

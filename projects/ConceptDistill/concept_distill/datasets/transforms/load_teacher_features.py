@@ -7,8 +7,8 @@ from mmcv.transforms import BaseTransform
 from mmdet3d.registry import MODELS, TRANSFORMS
 from mmengine.logging import print_log
 
-from ..frustum_pairing import PairedDataError
-from ..teacher_cache import TeacherFeatureCache
+from concept_distill.datasets.frustum_pairing import PairedDataError
+from concept_distill.datasets.teacher_cache import TeacherFeatureCache
 
 
 def preprocessing_key(preprocessing: dict | None) -> dict | None:

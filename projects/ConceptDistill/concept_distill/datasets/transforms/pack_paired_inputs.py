@@ -7,7 +7,7 @@ from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
 from mmdet3d.structures import Det3DDataSample
 
-from .frustum_point_pairing import UV_ATTR, split_uv
+from concept_distill.datasets.transforms.frustum_point_pairing import UV_ATTR, split_uv
 
 DEFAULT_META_KEYS = ('frame_id', 'scene_id', 'img_path', 'lidar_path', 'ori_shape', 'img_shape',
                      'num_visible_points', 'lidar2img', 'axis_align_matrix', 'flip',

@@ -6,7 +6,7 @@ from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
 from PIL import Image
 
-from .load_paired_image import apply_to_projection, scale_pixels
+from concept_distill.datasets.transforms.load_paired_image import apply_to_projection, scale_pixels
 
 
 @TRANSFORMS.register_module()

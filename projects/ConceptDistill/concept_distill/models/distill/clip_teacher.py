@@ -13,7 +13,7 @@ from mmdet3d.registry import MODELS
 from mmengine.logging import print_log
 from torch import nn
 
-from .prefix_mapping import PrefixMappingNetwork
+from concept_distill.models.distill.prefix_mapping import PrefixMappingNetwork
 
 _DIGEST_CACHE: dict[tuple[str, int, int], str] = {}
 _PRECISIONS = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}

@@ -8,9 +8,12 @@ from mmdet3d.structures import Det3DDataSample
 from mmengine.model import BaseModel
 from torch import nn
 
-from .alignment_metrics import alignment_metrics
-from .clip_teacher import CLIPTeacher
-from .concept_alignment_loss import ConceptAlignmentLoss, pool_concepts
+from concept_distill.evaluation.alignment_metrics import alignment_metrics
+from concept_distill.models.distill.clip_teacher import CLIPTeacher
+from concept_distill.models.distill.concept_alignment_loss import (
+    ConceptAlignmentLoss,
+    pool_concepts,
+)
 
 
 @MODELS.register_module()

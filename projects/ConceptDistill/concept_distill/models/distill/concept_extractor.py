@@ -5,8 +5,11 @@ import torch
 from mmdet3d.registry import MODELS
 from torch import nn
 
-from .point_tokens import PointTokens
-from .position_encoding import FourierPositionEncoding, LearnedPositionEncoding
+from concept_distill.models.distill.point_tokens import PointTokens
+from concept_distill.models.distill.position_encoding import (
+    FourierPositionEncoding,
+    LearnedPositionEncoding,
+)
 
 
 class ConceptLayer(nn.Module):

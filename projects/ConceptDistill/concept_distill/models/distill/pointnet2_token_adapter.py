@@ -5,7 +5,7 @@ import torch
 from mmdet3d.registry import MODELS
 from torch import nn
 
-from .point_tokens import BaseTokenAdapter, PointTokens
+from concept_distill.models.distill.point_tokens import BaseTokenAdapter, PointTokens
 
 
 @MODELS.register_module()

@@ -1,20 +1,16 @@
-"""3DETR as mmdet3d components (registered on import)."""
-from .box_giou import axis_aligned_giou, rotated_giou
-from .fourier_embedding import FourierPositionEmbedding3D
-from .heading_coder import HeadingBinCoder
-from .hungarian_matcher import HungarianMatcher3D
-from .interleaved_concept_extractor import InterleavedConceptExtractor
-from .random_cuboid import RandomCuboid3D
-from .set_loss import ThreeDETRSetLoss
-from .threedetr import ThreeDETR
-from .threedetr_decoder import ThreeDETRDecoder
-from .threedetr_encoder import ThreeDETREncoder
-from .threedetr_head import ThreeDETRHead
-from .threedetr_token_adapter import LayeredPointTokens, ThreeDETRTokenAdapter
+"""3DETR as mmdet3d components (registered on import); depends on nothing else here."""
+from concept_distill.models.threedetr.box_giou import axis_aligned_giou, rotated_giou
+from concept_distill.models.threedetr.fourier_embedding import FourierPositionEmbedding3D
+from concept_distill.models.threedetr.heading_coder import HeadingBinCoder
+from concept_distill.models.threedetr.hungarian_matcher import HungarianMatcher3D
+from concept_distill.models.threedetr.set_loss import ThreeDETRSetLoss
+from concept_distill.models.threedetr.threedetr import ThreeDETR
+from concept_distill.models.threedetr.threedetr_decoder import ThreeDETRDecoder
+from concept_distill.models.threedetr.threedetr_encoder import ThreeDETREncoder
+from concept_distill.models.threedetr.threedetr_head import ThreeDETRHead
 
 __all__ = [
-    'FourierPositionEmbedding3D', 'HeadingBinCoder', 'HungarianMatcher3D',
-    'InterleavedConceptExtractor', 'LayeredPointTokens', 'RandomCuboid3D', 'ThreeDETR',
+    'FourierPositionEmbedding3D', 'HeadingBinCoder', 'HungarianMatcher3D', 'ThreeDETR',
     'ThreeDETRDecoder', 'ThreeDETREncoder', 'ThreeDETRHead', 'ThreeDETRSetLoss',
-    'ThreeDETRTokenAdapter', 'axis_aligned_giou', 'rotated_giou'
+    'axis_aligned_giou', 'rotated_giou',
 ]

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from mmdet3d.registry import MODELS
 from torch import Tensor, nn
 
-from .box_giou import axis_aligned_giou, rotated_giou
+from concept_distill.models.threedetr.box_giou import axis_aligned_giou, rotated_giou
 
 
 @MODELS.register_module()

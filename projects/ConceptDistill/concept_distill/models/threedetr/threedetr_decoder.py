@@ -3,7 +3,7 @@ import torch
 from mmdet3d.registry import MODELS
 from torch import Tensor, nn
 
-from .transformer_layers import PreNormDecoderLayer
+from concept_distill.models.threedetr.transformer_layers import PreNormDecoderLayer
 
 
 @MODELS.register_module()

@@ -7,7 +7,7 @@ from mmdet3d.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from .transformer_layers import PreNormEncoderLayer
+from concept_distill.models.threedetr.transformer_layers import PreNormEncoderLayer
 
 
 @MODELS.register_module()

@@ -10,10 +10,13 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from .conv_mlp import build_conv_mlp
-from .fourier_embedding import FourierPositionEmbedding3D, normalize_to_scene
-from .heading_coder import HeadingBinCoder
-from .threedetr_decoder import ThreeDETRDecoder
+from concept_distill.models.threedetr.conv_mlp import build_conv_mlp
+from concept_distill.models.threedetr.fourier_embedding import (
+    FourierPositionEmbedding3D,
+    normalize_to_scene,
+)
+from concept_distill.models.threedetr.heading_coder import HeadingBinCoder
+from concept_distill.models.threedetr.threedetr_decoder import ThreeDETRDecoder
 
 # Scenes smaller than this (metres) would make normalised sizes explode.
 _MIN_SCENE_EXTENT = 0.1

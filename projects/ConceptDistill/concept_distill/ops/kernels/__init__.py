@@ -1,0 +1,1 @@
+"""numba kernels of ``cpu_point_ops``, one module per family; imported on first use."""
