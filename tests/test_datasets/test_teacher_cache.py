@@ -3,11 +3,11 @@ pipeline, no pickle, and a clear error for a cache of another teacher or preproc
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_ROOT
 from mmdet3d.registry import DATASETS, MODELS, TRANSFORMS
 from mmengine.config import Config
 
@@ -15,7 +15,6 @@ from concept_distill.datasets import TeacherCacheError
 from concept_distill.datasets.converters import create_synthetic_scannet
 from concept_distill.datasets.converters.teacher_extraction import extract_teacher_features
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = dict(embed_dim=32,
             vision_cfg=dict(image_size=32, layers=2, width=64, head_width=32, patch_size=16),
             text_cfg=dict(layers=1, width=32, heads=2, vocab_size=64, context_length=8))
@@ -31,7 +30,7 @@ def setup(tmp_path_factory):
                              image_size=(72, 96))
     cfg_path = tmp / 'pretrain_tiny.py'
     cfg_path.write_text(
-        f"_base_ = ['{REPO}/configs/_base_/datasets/scannet-paired.py']\n"
+        f"_base_ = ['{REPO_ROOT}/configs/_base_/datasets/scannet-paired.py']\n"
         f"train_dataloader = dict(dataset=dict(data_root='{root}'))\n"
         f"val_dataloader = dict(dataset=dict(data_root='{root}'))\n"
         f'model = dict(teacher={TEACHER!r})\n')

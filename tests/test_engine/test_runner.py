@@ -11,12 +11,7 @@ from mmdet3d.registry import DATASETS, HOOKS, MODELS
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / 'tools'))
-import test as test_tool  # noqa: E402
-import train as train_tool  # noqa: E402
-
-from concept_distill.checkpoint import UntrustedCheckpointError, load_checkpoint_file  # noqa: E402
+from concept_distill.checkpoint import UntrustedCheckpointError, load_checkpoint_file
 
 RECORD: dict = {}
 
@@ -109,6 +104,18 @@ log_level = 'WARNING'
 
 
 @pytest.fixture()
+def train_cli(import_tool):
+    """tools/train.py as a module (its main() is the CLI)."""
+    return import_tool('train')
+
+
+@pytest.fixture()
+def eval_cli(import_tool):
+    """tools/test.py as a module."""
+    return import_tool('test')
+
+
+@pytest.fixture()
 def toy_config(tmp_path: Path) -> Path:
     cfg = tmp_path / 'toy.py'
     cfg.write_text(CONFIG)
@@ -125,11 +132,12 @@ def test_import_from_any_directory(tmp_path: Path) -> None:
     assert out.stdout.strip().endswith('ok')
 
 
-def test_resume_continues_iteration_and_optimizer(toy_config: Path, tmp_path: Path) -> None:
+def test_resume_continues_iteration_and_optimizer(train_cli, toy_config: Path,
+                                                 tmp_path: Path) -> None:
     """A run killed after iter 4 resumes at iter 4 with the saved optimizer state."""
     work = tmp_path / 'work'
     with pytest.raises(_KilledError):
-        train_tool.main([str(toy_config), '--work-dir', str(work),
+        train_cli.main([str(toy_config), '--work-dir', str(work),
                          '--cfg-options', 'custom_hooks.1.at=4'])
     ckpt = work / 'iter_4.pth'
     assert ckpt.is_file()
@@ -139,7 +147,7 @@ def test_resume_continues_iteration_and_optimizer(toy_config: Path, tmp_path: Pa
     with pytest.raises(UntrustedCheckpointError, match='iter_4.pth'):
         load_checkpoint_file(str(ckpt))
 
-    train_tool.main([str(toy_config), '--work-dir', str(work), '--resume'])
+    train_cli.main([str(toy_config), '--work-dir', str(work), '--resume'])
     assert RECORD['start_iter'] == 4
     assert RECORD['end_iter'] == 8
     assert torch.equal(RECORD['weight'], saved['state_dict']['fc.weight'])
@@ -154,10 +162,11 @@ def test_resume_continues_iteration_and_optimizer(toy_config: Path, tmp_path: Pa
     assert last['optimizer']['param_groups'][0]['lr'] == pytest.approx(0.001)
 
 
-def test_load_from_full_checkpoint_needs_trust(toy_config: Path, tmp_path: Path) -> None:
+def test_load_from_full_checkpoint_needs_trust(train_cli, eval_cli, toy_config: Path,
+                                               tmp_path: Path) -> None:
     """tools/test.py refuses a pickled training checkpoint unless --trust-checkpoint."""
     work = tmp_path / 'work'
-    train_tool.main([str(toy_config), '--work-dir', str(work),
+    train_cli.main([str(toy_config), '--work-dir', str(work),
                      '--cfg-options', 'train_cfg.max_iters=4'])
     cfg_text = CONFIG + """
 test_dataloader = dict(batch_size=4, num_workers=0,
@@ -181,8 +190,8 @@ test_evaluator = dict(type='_ToyMSE')
     cfg = tmp_path / 'toy_test.py'
     cfg.write_text(cfg_text)
     with pytest.raises(UntrustedCheckpointError, match='--trust-checkpoint'):
-        test_tool.main([str(cfg), str(work / 'iter_4.pth'), '--work-dir', str(tmp_path / 't')])
-    metrics = test_tool.main([str(cfg), str(work / 'iter_4.pth'), '--work-dir',
+        eval_cli.main([str(cfg), str(work / 'iter_4.pth'), '--work-dir', str(tmp_path / 't')])
+    metrics = eval_cli.main([str(cfg), str(work / 'iter_4.pth'), '--work-dir',
                               str(tmp_path / 't'), '--trust-checkpoint'])
     assert metrics['mse'] >= 0
 
@@ -190,5 +199,5 @@ test_evaluator = dict(type='_ToyMSE')
     plain = tmp_path / 'plain.pth'
     torch.save(dict(state_dict=torch.load(work / 'iter_4.pth', weights_only=False)[
         'state_dict'], meta=dict(iter=4, note='tensors only')), plain)
-    metrics = test_tool.main([str(cfg), str(plain), '--work-dir', str(tmp_path / 't2')])
+    metrics = eval_cli.main([str(cfg), str(plain), '--work-dir', str(tmp_path / 't2')])
     assert metrics['mse'] >= 0

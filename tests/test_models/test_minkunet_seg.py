@@ -7,6 +7,7 @@ from pathlib import Path
 import mmdet3d
 import pytest
 import torch
+from conftest import REPO_ROOT
 from mmdet3d.registry import DATASETS, METRICS, MODELS
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
@@ -14,8 +15,7 @@ from mmengine.optim import build_optim_wrapper
 
 from concept_distill.models.distill import MinkUNetTokenAdapter  # noqa: F401
 
-REPO = Path(__file__).resolve().parents[1]
-CFG_DIR = REPO / 'configs' / 'minkunet'
+CFG_DIR = REPO_ROOT / 'configs' / 'minkunet'
 SCANNET = CFG_DIR / 'minkunet34_w32_spconv_8xb2-cosine-200e_scannet-seg.py'
 S3DIS = CFG_DIR / 'minkunet34_w32_spconv_8xb2-cosine-600e_s3dis-seg.py'
 SCANNET_PT = CFG_DIR / 'minkunet34_w32_spconv_concept-distill_8xb2-cosine-200e_scannet-seg.py'

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from conftest import REPO_ROOT
 
 from concept_distill.visualization.pair_inspection import load_pair
 
-REPO = Path(__file__).resolve().parents[1]
 FLIP = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # mmdet3d: depth -> camera axes
 
 
@@ -63,7 +63,7 @@ def test_sunrgbd_subcommand(fixtures_root, tmp_path):
     # As a user runs it: stdout is the JSON summary alone (mmdet3d's own progress bar would
     # land there), the progress bar is on stderr.
     run = subprocess.run([sys.executable, 'tools/create_data.py', 'sunrgbd', '--root-path',
-                          str(tmp_path)], cwd=REPO, capture_output=True, text=True, check=True)
+                          str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     summary = json.loads(run.stdout)
     assert 'sunrgbd samples' in run.stderr and '2/2' in run.stderr  # train and val samples
     assert sorted(Path(p).name for p in summary['info_files']) == [

@@ -18,7 +18,6 @@ from concept_distill.datasets.converters.synthetic import (
 )
 from concept_distill.visualization.pair_inspection import load_pair
 
-REPO = Path(__file__).resolve().parents[1]
 MMDET3D_CONFIGS = Path(__import__('mmdet3d').__file__).parent / '.mim' / 'configs'
 SMALL = dict(num_scenes=1, num_frames=4, points_per_scene=20000, image_size=(96, 128))
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import mmengine
 import pytest
 import torch
+from conftest import REPO_ROOT
 from mmdet3d.registry import MODELS
 from mmengine.config import Config
 
@@ -29,10 +30,9 @@ from concept_distill.datasets.converters.synthetic import create_synthetic_scann
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-PRETRAIN_CFG = REPO / 'configs' / 'pretrain' / \
+PRETRAIN_CFG = REPO_ROOT / 'configs' / 'pretrain' / \
     'pointnet2-sassg_concept-distill_8xb8-100e_scannet-frames.py'
-VOTENET_CFG = REPO / 'configs' / 'votenet' / 'votenet_concept-distill_8xb8_scannet-3d.py'
+VOTENET_CFG = REPO_ROOT / 'configs' / 'votenet' / 'votenet_concept-distill_8xb8_scannet-3d.py'
 LEARN_ITERS = 200
 
 PRETRAIN_TEMPLATE = """
@@ -113,8 +113,8 @@ randomness = dict(seed=0)
 def _train(cfg_path: Path, work_dir: Path, timeout: int) -> str:
     """Run tools/train.py; return its output (the test fails with the tail on error)."""
     env = dict(os.environ, PYTHONWARNINGS='ignore')
-    proc = subprocess.run([sys.executable, str(REPO / 'tools' / 'train.py'), str(cfg_path),
-                           '--work-dir', str(work_dir)], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / 'tools' / 'train.py'), str(cfg_path),
+                           '--work-dir', str(work_dir)], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc.stdout + proc.stderr

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO_ROOT
 from mmdet3d.registry import MODELS
 from mmdet3d.structures import Det3DDataSample
 from mmengine.config import Config
@@ -12,13 +13,12 @@ from mmengine.config import Config
 from concept_distill.models.distill import MinkUNetTokenAdapter, PointTokens
 from concept_distill.ops import voxelize_minkunet
 
-REPO = Path(__file__).resolve().parents[1]
-PRETRAIN = (REPO / 'configs' / 'pretrain' /
+PRETRAIN = (REPO_ROOT / 'configs' / 'pretrain' /
             'minkunet34_w32_spconv_concept-distill_8xb8-100e_scannet-frames.py')
 SEG_CONFIGS = [
-    REPO / 'configs' / 'minkunet' /
+    REPO_ROOT / 'configs' / 'minkunet' /
     'minkunet34_w32_spconv_concept-distill_8xb2-cosine-200e_scannet-seg.py',
-    REPO / 'configs' / 'minkunet' /
+    REPO_ROOT / 'configs' / 'minkunet' /
     'minkunet34_w32_spconv_concept-distill_8xb2-cosine-600e_s3dis-seg.py',
 ]
 

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 from mmdet3d.registry import DATASETS
 from mmengine.config import Config
 
 from concept_distill.datasets import PairedDataError
 from concept_distill.datasets.converters import create_synthetic_scannet
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope='module')
@@ -32,7 +31,7 @@ def root(pristine, tmp_path) -> Path:
 
 
 def _dataset(root: Path, **kwargs):
-    cfg = Config.fromfile(str(REPO / 'configs/_base_/datasets/scannet-paired.py'))
+    cfg = Config.fromfile(str(REPO_ROOT / 'configs/_base_/datasets/scannet-paired.py'))
     ds = copy.deepcopy(cfg.val_dataloader.dataset)
     ds.update(data_root=str(root), ann_file='scannet_infos_val.pkl', max_refetch=3, **kwargs)
     for t in ds.pipeline:

@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO_ROOT
 from mmengine.config import Config
 
 from concept_distill.datasets.converters.synthetic import create_synthetic_scannet
 from concept_distill.engine import ConceptDistillRunner
 
-CONFIG = (Path(__file__).resolve().parents[1] / 'configs' / 'minkunet' /
+CONFIG = (REPO_ROOT / 'configs' / 'minkunet' /
           'minkunet34_w32_spconv_8xb2-cosine-200e_scannet-seg.py')
 AUGMENTATIONS = ('GlobalRotScaleTrans', 'RandomFlip3D', 'RandomJitterPoints')
 

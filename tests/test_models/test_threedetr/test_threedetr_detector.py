@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_ROOT
 from mmdet3d.registry import DATASETS, METRICS, MODELS
 from mmdet3d.structures import DepthInstance3DBoxes
 from mmengine.config import Config
@@ -19,12 +20,11 @@ from mmengine.optim import build_optim_wrapper
 from concept_distill.models.distill import PointTokens, ThreeDETRTokenAdapter
 from concept_distill.models.threedetr.transformer_layers import PreNormEncoderLayer
 
-REPO = Path(__file__).resolve().parents[1]
-CFG_DIR = REPO / 'configs' / '3detr'
+CFG_DIR = REPO_ROOT / 'configs' / '3detr'
 SCANNET = CFG_DIR / '3detr_1xb8-1080e_scannet-3d.py'
 SUNRGBD = CFG_DIR / '3detr_1xb8-1080e_sunrgbd-3d.py'
 FINETUNE = CFG_DIR / '3detr_concept-distill_1xb8-1080e_scannet-3d.py'
-PRETRAIN = (REPO / 'configs' / 'pretrain'
+PRETRAIN = (REPO_ROOT / 'configs' / 'pretrain'
             / '3detr-encoder_concept-distill_8xb8-100e_scannet-frames.py')
 NUM_POINTS = 4096  # points per cloud in these tests (the configs use 40000 / 20000)
 

@@ -10,10 +10,10 @@ import pickle
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 from mmengine.config import Config
 
-REPO = Path(__file__).resolve().parents[1]
-SCANNET = REPO / 'configs' / '3detr' / '3detr_1xb8-1080e_scannet-3d.py'
+SCANNET = REPO_ROOT / 'configs' / '3detr' / '3detr_1xb8-1080e_scannet-3d.py'
 NUM_POINTS = 2048
 ITERS = 600
 
