@@ -79,3 +79,31 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='session')
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """The one factory of synthetic ScanNet-format roots: ``synthetic_root(**kwargs)``.
+
+    Arguments are those of ``create_synthetic_scannet``; a root is generated once per distinct
+    set of arguments in the session and shared (read-only). A test that changes files passes
+    ``copy_to=<its tmp_path / name>`` and gets its own copy.
+    """
+    import shutil
+
+    from concept_distill.datasets.converters import create_synthetic_scannet
+
+    made: dict[tuple, Path] = {}
+
+    def make(copy_to: Path | None = None, **kwargs) -> Path:
+        key = tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
+        if key not in made:
+            root = tmp_path_factory.mktemp('synthetic')
+            create_synthetic_scannet(root, **kwargs)
+            made[key] = root
+        if copy_to is None:
+            return made[key]
+        shutil.copytree(made[key], copy_to)
+        return Path(copy_to)
+
+    return make

@@ -14,15 +14,13 @@ from mmdet3d.registry import DATASETS
 from mmengine.config import Config
 
 from concept_distill.datasets import PairedDataError
-from concept_distill.datasets.converters import create_synthetic_scannet
 
 
 @pytest.fixture(scope='module')
-def pristine(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp('bad_input_src')
-    create_synthetic_scannet(root, num_scenes=1, seed=2, num_frames=4, points_per_scene=12000,
-                             image_size=(72, 96))
-    return root
+def pristine(synthetic_root) -> Path:
+    """A shared root; each test gets its own copy (`root`) to break."""
+    return synthetic_root(num_scenes=1, seed=2, num_frames=4, points_per_scene=12000,
+                          image_size=(72, 96))
 
 
 @pytest.fixture()

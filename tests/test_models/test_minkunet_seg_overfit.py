@@ -8,7 +8,6 @@ import torch
 from conftest import REPO_ROOT
 from mmengine.config import Config
 
-from concept_distill.datasets.converters.synthetic import create_synthetic_scannet
 from concept_distill.engine import ConceptDistillRunner
 
 CONFIG = (REPO_ROOT / 'configs' / 'minkunet' /
@@ -50,11 +49,11 @@ pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 @pytest.mark.slow
-def test_minkunet_overfits_one_synthetic_scene(tmp_path: Path) -> None:
-    data_root = tmp_path / 'scannet'
-    summary = create_synthetic_scannet(data_root, num_scenes=1, seed=0, points_per_scene=10000,
-                                       num_frames=1)
-    assert summary['train'] == summary['val']  # one scene, in both splits
+def test_minkunet_overfits_one_synthetic_scene(tmp_path: Path, synthetic_root) -> None:
+    data_root = synthetic_root(num_scenes=1, seed=0, points_per_scene=10000, num_frames=1)
+    # one scene, in both splits
+    assert ((data_root / 'meta_data' / 'scannetv2_train.txt').read_text()
+            == (data_root / 'meta_data' / 'scannetv2_val.txt').read_text())
     torch.manual_seed(0)
     runner = ConceptDistillRunner.from_cfg(overfit_config(data_root, tmp_path / 'work', 80))
     before = runner.val_loop.run()

@@ -97,19 +97,17 @@ def test_pretrain_backbone_is_the_segmentation_backbone() -> None:
 
 
 @pytest.mark.slow
-def test_pretrain_then_load_into_both_segmentation_configs(tmp_path: Path) -> None:
+def test_pretrain_then_load_into_both_segmentation_configs(tmp_path: Path,
+                                                           synthetic_root) -> None:
     """Two pre-training iterations on a synthetic scene write a backbone checkpoint that loads
     into the ScanNet and S3DIS configs with zero missing / unexpected keys."""
     from concept_distill.checkpoint.backbone_checkpoint import (
         check_backbone_checkpoint,
         extract_backbone_state,
     )
-    from concept_distill.datasets.converters.synthetic import create_synthetic_scannet
     from concept_distill.engine import ConceptDistillRunner
 
-    data_root = tmp_path / 'scannet'
-    create_synthetic_scannet(data_root, num_scenes=1, seed=0, points_per_scene=6000,
-                             num_frames=2)
+    data_root = synthetic_root(num_scenes=1, seed=0, points_per_scene=6000, num_frames=2)
     cfg = Config.fromfile(str(PRETRAIN))
     cfg.work_dir = str(tmp_path / 'pretrain')
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):

@@ -26,7 +26,6 @@ from mmdet3d.registry import MODELS
 from mmengine.config import Config
 
 from concept_distill.checkpoint import BackboneCheckpointError, check_backbone_checkpoint
-from concept_distill.datasets.converters.synthetic import create_synthetic_scannet
 
 pytestmark = pytest.mark.slow
 
@@ -126,12 +125,10 @@ def _scalars(work_dir: Path) -> list[dict]:
 
 
 @pytest.fixture(scope='module')
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def data_root(synthetic_root) -> Path:
     """Synthetic rooms: 4 for pre-training, a 5th as the VoteNet val split."""
-    root = tmp_path_factory.mktemp('method_data')
-    create_synthetic_scannet(root, num_scenes=5, seed=0, num_frames=96, points_per_scene=20000,
-                             image_size=(96, 128), val_scenes=1)
-    return root
+    return synthetic_root(num_scenes=5, seed=0, num_frames=96, points_per_scene=20000,
+                          image_size=(96, 128), val_scenes=1)
 
 
 def _pretrain(root: Path, name: str, max_iters: int, batch: int, points: int,

@@ -292,19 +292,17 @@ def test_token_adapter_and_interleaved_concepts():
 
 
 @pytest.mark.slow
-def test_pretrained_encoder_loads_into_3detr_with_zero_missing_keys(tmp_path):
+def test_pretrained_encoder_loads_into_3detr_with_zero_missing_keys(tmp_path, synthetic_root):
     """Two pre-training iterations on a synthetic scene export a backbone checkpoint that the
     fine-tuning config loads through init_cfg with no missing and no unexpected keys."""
     from concept_distill.checkpoint.backbone_checkpoint import (
         check_backbone_checkpoint,
         extract_backbone_state,
     )
-    from concept_distill.datasets.converters.synthetic import create_synthetic_scannet
     from concept_distill.engine import ConceptDistillRunner
 
-    data_root = tmp_path / 'scannet'
-    create_synthetic_scannet(data_root, num_scenes=1, seed=0, points_per_scene=6000,
-                             num_frames=2, image_size=(60, 80))
+    data_root = synthetic_root(num_scenes=1, seed=0, points_per_scene=6000, num_frames=2,
+                               image_size=(60, 80))
     cfg = Config.fromfile(str(PRETRAIN))
     shrink(cfg.model)
     cfg.model.token_adapter.out_channels = 64

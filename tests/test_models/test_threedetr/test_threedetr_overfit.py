@@ -65,13 +65,11 @@ def overfit_config(data_root: Path, classes: tuple, work_dir: Path) -> Config:
 
 
 @pytest.mark.slow
-def test_3detr_overfits_one_synthetic_scene(tmp_path):
-    from concept_distill.datasets.converters.synthetic import create_synthetic_scannet
+def test_3detr_overfits_one_synthetic_scene(tmp_path, synthetic_root):
     from concept_distill.engine import ConceptDistillRunner
 
-    data_root = tmp_path / 'scannet'
-    create_synthetic_scannet(data_root, num_scenes=1, seed=0, points_per_scene=NUM_POINTS,
-                             num_frames=1, image_size=(60, 80))
+    data_root = synthetic_root(num_scenes=1, seed=0, points_per_scene=NUM_POINTS,
+                               num_frames=1, image_size=(60, 80))
     infos = pickle.loads((data_root / 'scannet_infos_train.pkl').read_bytes())
     all_classes = Config.fromfile(str(SCANNET)).metainfo['classes']
     labels = {i['bbox_label_3d'] for i in infos['data_list'][0]['instances']}
