@@ -107,3 +107,27 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Pa
         return Path(copy_to)
 
     return make
+
+
+@pytest.fixture(scope='session')
+def synthetic_objects_root(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Factory of synthetic object roots: ``synthetic_objects_root(**kwargs)``.
+
+    Arguments are those of ``create_synthetic_objects``; a root is generated once per distinct
+    set of arguments in the session and shared (read-only).
+    """
+    from concept_distill.datasets.converters.synthetic.synthetic_objects import (
+        create_synthetic_objects,
+    )
+
+    made: dict[tuple, Path] = {}
+
+    def make(**kwargs) -> Path:
+        key = tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
+        if key not in made:
+            root = tmp_path_factory.mktemp('synthetic_objects')
+            create_synthetic_objects(root, **kwargs)
+            made[key] = root
+        return made[key]
+
+    return make

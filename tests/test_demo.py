@@ -3,6 +3,7 @@ pre-trains, exports, fine-tunes VoteNet twice and writes a report; it never repl
 existing output folder unless asked."""
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import sys
@@ -75,22 +76,24 @@ def test_demo_names_missing_weights_and_data(tmp_path):
     assert not (tmp_path / 'x').exists()
 
 
-@pytest.fixture(scope='module')
-def demo_tools(import_tool):
-    return import_tool('demo'), import_tool('demo_report')
+def _demo_args(**kwargs) -> argparse.Namespace:
+    """tools/demo.py's arguments (its defaults) with ``kwargs`` replaced."""
+    return argparse.Namespace(**{**dict(out='demo_output', scale=1.0, clip_model='ViT-B-16',
+                                        clip_weights=None, data_root=None, seed=0,
+                                        force=False), **kwargs})
 
 
-def test_data_root_and_clip_weights_reach_every_command(demo_tools, tmp_path):
-    demo, demo_report = demo_tools
-    from concept_distill.datasets.converters.synthetic import create_synthetic_scannet
+def test_data_root_and_clip_weights_reach_every_command(tmp_path, synthetic_root):
+    from concept_distill.engine.demo import plan
+    from concept_distill.visualization.demo_report import data_description
 
-    root = tmp_path / 'scannet'  # stands for a user's root prepared by create_data.py
-    create_synthetic_scannet(root, num_scenes=2, seed=1, num_frames=3, points_per_scene=5000,
-                             image_size=(48, 64), val_scenes=1)
+    # Stands for a user's root prepared by create_data.py.
+    root = synthetic_root(num_scenes=2, seed=1, num_frames=3, points_per_scene=5000,
+                          image_size=(48, 64), val_scenes=1)
     weights = tmp_path / 'open_clip_vit_b_16.bin'
     weights.write_bytes(b'stands for a checkpoint')
-    args = demo.parse_args(['--data-root', str(root), '--clip-weights', str(weights)])
-    stages, sizes = demo.plan(args, tmp_path / 'out')
+    args = _demo_args(data_root=str(root), clip_weights=str(weights))
+    stages, sizes = plan(args, tmp_path / 'out')
 
     # No generation step; every command reads the given root; the teacher gets the weights.
     assert [s.cmd[1] for s in stages] == ['tools/extract_teacher_features.py', 'tools/train.py',
@@ -98,10 +101,33 @@ def test_data_root_and_clip_weights_reach_every_command(demo_tools, tmp_path):
                                           'tools/train.py']
     for stage in stages[:2]:
         assert f'model.teacher.pretrained={weights}' in stage.cmd
+        assert 'model.allow_random_teacher=True' not in stage.cmd  # the guard stays on
+        # The cache is set on the transform by its type, never by its index in a pipeline.
+        i = stage.cmd.index('--transform-options')
+        assert stage.cmd[i + 1] == f'LoadTeacherFeatures.cache_dir={sizes["cache"]}'
+    assert not any('pipeline.' in c for s in stages for c in s.cmd)
     for stage in stages[:2] + stages[3:]:
         assert any(c.endswith(f'data_root={root}/') for c in stage.cmd), stage.name
     assert sizes['data_root'] == str(root)
     # The report describes the root it was given, not the synthetic sizes.
-    assert demo_report.data_description(sizes, args) == (
+    assert data_description(sizes, args) == (
         f'Data: the ScanNet-format root `{root}`: 1 train scenes (3 posed frames), '
         '1 val scenes (3 posed frames).')
+
+
+def test_plan_scales_and_status_lines(tmp_path):
+    from concept_distill.engine.demo import Stage, plan, status_line
+
+    stages, sizes = plan(_demo_args(scale=0.1), tmp_path)
+    assert len(stages) == 6 and stages[0].cmd[1:3] == ['tools/create_data.py', 'synthetic']
+    assert (sizes['num_scenes'], sizes['pretrain_iters'], sizes['votenet_epochs']) == (3, 5, 1)
+    assert stages[2].shell.startswith('python tools/train.py configs/demo/')
+    # Without weights the random teacher is asked for explicitly (the distiller refuses it).
+    assert all('model.allow_random_teacher=True' in s.cmd for s in stages[1:3])
+    assert Stage('x', [sys.executable, 'a b'], tmp_path).shell == "python 'a b'"
+    line = ('2024/01/01 - mmengine - INFO - Iter(train) [ 10/50]  lr: 1e-3  eta: 0:01:02  '
+            'time: 1.2  loss: 3.2500  loss_global: 3.2')
+    assert status_line(line) == 'Iter(train) [10/50] eta 0:01:02 loss 3.2500'
+    assert status_line('Epoch(val) [1][2/3]    eta: 0:00:01') == 'Epoch(val) [1][2/3] eta 0:00:01'
+    assert status_line('teacher features:  40%|####  | 4/10 [00:02<00:03]').endswith('00:03]')
+    assert status_line('an ordinary log line') == ''

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -27,10 +28,12 @@ from concept_distill.checkpoint import (
     save_backbone_checkpoint,
 )
 from concept_distill.checkpoint.backbone_checkpoint import backbone_meta
+from concept_distill.checkpoint.checkpoint_io import UntrustedCheckpointError
+from concept_distill.checkpoint.export import export_backbone
+from concept_distill.engine.cli import load_config
 from concept_distill.hooks import PretrainedBackboneCheckHook
 
-sys.path.insert(0, os.path.join(REPO, 'tools'))
-import export_backbone
+MMDET3D_VOTENET = 'mmdet3d::votenet/votenet_8xb8_scannet-3d.py'
 
 
 @pytest.fixture(scope='module')
@@ -129,41 +132,81 @@ def test_atomic_write_never_silently_replaces_a_different_file(tmp_path,
     assert sorted(os.listdir(tmp_path)) == ['b.pth']  # no temporary files left behind
 
 
-def test_export_tool(tmp_path, trained_backbone, capsys) -> None:
-    # A distiller checkpoint as mmengine writes it, minus the pickled message hub.
-    ckpt = tmp_path / 'iter_2.pth'
+def distiller_checkpoint(path, state: dict, **extra) -> str:
+    """A distiller checkpoint as mmengine writes it (meta with the config text)."""
     cfg_text = Config.fromfile(os.path.join(REPO, 'configs', '_base_', 'models',
                                             'pointnet2-sassg_concept-distill.py')).pretty_text
-    torch.save({'state_dict': trained_backbone['full_state'],
-                'meta': {'iter': 2, 'epoch': 0, 'cfg': cfg_text,
-                         'teacher': trained_backbone['teacher_key']}}, ckpt)
+    torch.save({'state_dict': state, 'meta': {'cfg': cfg_text, **extra.pop('meta', {})},
+                **extra}, path)
+    return str(path)
+
+
+def test_mmengine_resolves_package_configs() -> None:
+    cfg = load_config(MMDET3D_VOTENET)
+    assert cfg.filename.endswith(os.path.join('.mim', 'configs', 'votenet',
+                                              'votenet_8xb8_scannet-3d.py'))
+    assert cfg.model.backbone.type == 'PointNet2SASSG'
+    with pytest.raises(ModuleNotFoundError, match='not installed'):
+        load_config('mmpose::x/y.py')  # never pip-installed behind the user's back
+
+
+def test_export_backbone(tmp_path, trained_backbone) -> None:
+    ckpt = distiller_checkpoint(tmp_path / 'iter_2.pth', trained_backbone['full_state'],
+                                meta={'iter': 2, 'epoch': 0,
+                                      'teacher': trained_backbone['teacher_key']})
     out = tmp_path / 'backbone.pth'
-    assert export_backbone.main([str(ckpt), str(out), '--target-config',
-                                 'mmdet3d::votenet/votenet_8xb8_scannet-3d.py']) == 0
+    result = export_backbone(ckpt, out, target_config=MMDET3D_VOTENET)
+    assert result == (str(out), len(trained_backbone['state']), MMDET3D_VOTENET)
     exported = torch.load(out, weights_only=True)
     assert set(exported['state_dict']) == {'backbone.' + k for k in trained_backbone['state']}
     assert exported['meta']['iteration'] == 2
     assert exported['meta']['teacher']['model_name'] == 'ViT-B-16'
-    report = check_backbone_checkpoint(str(out), votenet_with(str(out)).backbone)
-    assert report.ok
-    # Refuses to replace a different file, and a mismatching target is named.
+    assert exported['meta']['checked_against'] == MMDET3D_VOTENET
+    assert check_backbone_checkpoint(str(out), votenet_with(str(out)).backbone).ok
+    # Without a target, the checkpoint's own config is the target.
+    assert export_backbone(ckpt, tmp_path / 'own.pth').checked_against
+
+
+def test_export_backbone_refusals(tmp_path, trained_backbone) -> None:
+    out = tmp_path / 'backbone.pth'
+    export_backbone(distiller_checkpoint(tmp_path / 'a.pth', trained_backbone['full_state']),
+                    out)
+    # Refuses to replace a different file; a mismatching target is named.
     other = {k: (v * 0 if v.is_floating_point() else v)
              for k, v in trained_backbone['full_state'].items()}
-    torch.save({'state_dict': other, 'meta': {'cfg': cfg_text}}, ckpt)
-    assert export_backbone.main([str(ckpt), str(out)]) == 1
-    assert 'refusing to overwrite' in capsys.readouterr().err
+    ckpt = distiller_checkpoint(tmp_path / 'b.pth', other)
+    with pytest.raises(FileExistsError, match='refusing to overwrite'):
+        export_backbone(ckpt, out)
+    export_backbone(ckpt, out, overwrite=True)
     wide = tmp_path / 'wide.py'
     wide.write_text(f"_base_ = ['{VOTENET_CFG}']\nmodel = dict(backbone=dict(in_channels=7))\n")
-    assert export_backbone.main([str(ckpt), str(tmp_path / 'x.pth'), '--target-config',
-                                 str(wide)]) == 1
-    assert 'shape mismatches' in capsys.readouterr().err
+    with pytest.raises(BackboneCheckpointError, match='shape mismatches'):
+        export_backbone(ckpt, tmp_path / 'x.pth', target_config=str(wide))
+    # No config anywhere: nothing to check against, so nothing is written.
+    bare = tmp_path / 'bare.pth'
+    torch.save({'state_dict': trained_backbone['full_state']}, bare)
+    with pytest.raises(BackboneCheckpointError, match='stores no config'):
+        export_backbone(bare, tmp_path / 'z.pth')
     # A pickled training checkpoint is refused unless trusted.
-    torch.save({'state_dict': trained_backbone['full_state'], 'meta': {'cfg': cfg_text},
-                'message_hub': SimpleNamespace(x=1)}, ckpt)
-    assert export_backbone.main([str(ckpt), str(tmp_path / 'y.pth')]) == 1
-    assert '--trust-checkpoint' in capsys.readouterr().err
-    assert export_backbone.main([str(ckpt), str(tmp_path / 'y.pth'),
-                                 '--trust-checkpoint']) == 0
+    pickled = distiller_checkpoint(tmp_path / 'c.pth', trained_backbone['full_state'],
+                                   message_hub=SimpleNamespace(x=1))
+    with pytest.raises(UntrustedCheckpointError, match='--trust-checkpoint'):
+        export_backbone(pickled, tmp_path / 'y.pth')
+    export_backbone(pickled, tmp_path / 'y.pth', trusted=True)
+    assert not (tmp_path / 'x.pth').exists() and not (tmp_path / 'z.pth').exists()
+
+
+def test_export_backbone_cli(tmp_path, trained_backbone) -> None:
+    # One run of the script: its arguments reach export_backbone (refusals are tested above).
+    ckpt = distiller_checkpoint(tmp_path / 'iter_2.pth', trained_backbone['full_state'],
+                                message_hub=SimpleNamespace(x=1))
+    out = tmp_path / 'backbone.pth'
+    run = subprocess.run([sys.executable, 'tools/export_backbone.py', ckpt, str(out),
+                          '--target-config', MMDET3D_VOTENET, '--trust-checkpoint'],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f'wrote {out} ({len(trained_backbone["state"])} tensors' in run.stdout
+    assert check_backbone_checkpoint(str(out), votenet_with(str(out)).backbone).ok
 
 
 def test_downstream_guard_hook(tmp_path, trained_backbone) -> None:

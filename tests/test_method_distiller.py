@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import os.path as osp
+from pathlib import Path
 
 import mmdet3d
 import pytest
@@ -36,6 +37,7 @@ def distiller_cfg(**overrides) -> dict:
     cfg = Config.fromfile(osp.join(REPO, 'configs', '_base_', 'models',
                                    'pointnet2-sassg_concept-distill.py')).model.to_dict()
     cfg['backbone']['num_points'] = SMALL_POINTS
+    cfg['allow_random_teacher'] = True  # the tiny teacher has no weights file
     cfg['teacher'].update(arch_overrides=TINY_CLIP)
     cfg['concept_extractor'].update(num_concepts=4, embed_dims=32, num_heads=4, num_layers=1)
     cfg['loss'].update(set_weight=0.5, center_momentum=0.9)  # exercise every default-off term
@@ -54,14 +56,17 @@ def build_distiller(**overrides):
 
 
 def paired_batch(b: int = 3, n: int = 256, seed: int = 0, img: bool = True) -> dict:
-    """A batch as the paired dataset packs it: points (N, 4) xyz+height, uint8 images."""
+    """A batch as the paired dataset packs it: points (N, 4) xyz+height, uint8 images, and
+    each point's pixel (`pixel_uv`) in the 24 x 32 frame."""
     g = torch.Generator().manual_seed(seed)
     points, imgs, samples = [], [], []
     for _ in range(b):
         xyz = torch.rand(n, 3, generator=g) * torch.tensor([4.0, 4.0, 2.5])
         points.append(torch.cat([xyz, xyz[:, 2:] - xyz[:, 2:].min()], dim=1))
         imgs.append(torch.randint(0, 256, (3, 24, 32), generator=g, dtype=torch.uint8))
-        samples.append(Det3DDataSample(metainfo=dict(frame_id=f'f{len(samples)}')))
+        sample = Det3DDataSample(metainfo=dict(frame_id=f'f{len(samples)}', img_shape=(24, 32)))
+        sample.pixel_uv = torch.rand(n, 2, generator=g) * torch.tensor([31.0, 23.0])
+        samples.append(sample)
     inputs = dict(points=points)
     if img:
         inputs['img'] = imgs
@@ -104,11 +109,12 @@ def test_train_step_trains_the_student_only() -> None:
     model.train()
     log = model.train_step(paired_batch(), optim)
     log = model.train_step(paired_batch(seed=1), optim)
-    assert {'loss', 'loss_global', 'loss_contrastive', 'loss_set', 'align_cos',
-            'align_top1', 'temperature'} <= set(log)
+    assert {'loss', 'loss_concept', 'loss_global', 'loss_contrastive', 'loss_set',
+            'align_cos', 'align_top1', 'temperature'} <= set(log)
     assert torch.isfinite(log['loss'])
     assert log['loss'].item() == pytest.approx(
-        (log['loss_global'] + log['loss_contrastive'] + log['loss_set']).item(), rel=1e-5)
+        (log['loss_concept'] + log['loss_global'] + log['loss_contrastive']
+         + log['loss_set']).item(), rel=1e-5)
     for k, v in model.teacher.state_dict().items():
         assert torch.equal(v, teacher_before[k]), k
     changed = [k for k, v in model.backbone.state_dict().items()
@@ -157,8 +163,73 @@ def test_prefix_token_mode_checks_concept_count() -> None:
     loss = dict(token_weight=1.0, set_weight=0.0)
     model = build_distiller(teacher=dict(mapping=mapping), loss=loss)
     assert model.prefix_head is not None and model.prefix_head.out_features == 16
+    # With a mapper, the default per-concept target is prefix token k.
+    assert model.alignment_loss.concept_target == 'prefix_tokens'
     losses = model.loss(**model.data_preprocessor(paired_batch(b=2), True))
-    assert losses['loss_token'] > 0
+    assert losses['loss_token'] > 0 and losses['loss_concept'] > 0
     with pytest.raises(ValueError, match='num_prefix=4'):
         build_distiller(teacher=dict(mapping=mapping), loss=loss,
                         concept_extractor=dict(num_concepts=5))
+
+
+def test_default_concept_target_without_a_mapper_is_the_patch_tokens() -> None:
+    model = build_distiller(loss=dict(set_weight=0.0))
+    assert model.alignment_loss.concept_target == 'patch_tokens'
+    assert model.alignment_loss.needs == {'global', 'patch_tokens'}
+    assert model.dense_head is None  # the dense term is off by default
+
+
+def test_random_teacher_needs_the_flag(tmp_path) -> None:
+    import open_clip
+
+    cfg = distiller_cfg(allow_random_teacher=False)
+    with pytest.raises(ValueError, match=r'model\.teacher\.pretrained is not set.*'
+                                         r'model\.allow_random_teacher=True'):
+        MODELS.build(cfg)
+    # Weights given, but a configured mapper without its file is just as random.
+    weights = tmp_path / 'clip.pt'
+    torch.save(open_clip.create_model('ViT-B-16', pretrained=None, **TINY_CLIP).state_dict(),
+               weights)
+    cfg['teacher'].update(pretrained=str(weights),
+                          mapping=dict(checkpoint=None, num_prefix=4, prefix_dim=16))
+    with pytest.raises(ValueError, match=r'model\.teacher\.mapping\.checkpoint is not set'):
+        MODELS.build(cfg)
+    cfg['teacher']['mapping'] = None
+    assert MODELS.build(cfg).teacher.weights_digest != 'random-init-seed0'
+
+
+@pytest.mark.parametrize('path', sorted((Path(REPO) / 'configs' / 'pretrain').glob('*.py')),
+                         ids=lambda p: p.name)
+def test_pretrain_configs_refuse_a_random_teacher(path: Path) -> None:
+    model = Config.fromfile(str(path)).model
+    assert model.allow_random_teacher is False
+    with pytest.raises(ValueError, match='model.teacher.pretrained'):
+        MODELS.build(model)
+
+
+def test_dense_term_reads_the_patch_feature_at_each_tokens_pixel() -> None:
+    from concept_distill.models.distill import PointTokens
+
+    model = build_distiller(loss=dict(set_weight=0.0, dense_weight=1.0))
+    assert model.dense_head is not None
+    # Tiny teacher: 32 px input, 2 x 2 patches; a 32 x 32 frame is not resized.
+    pts = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    sample = Det3DDataSample(metainfo=dict(img_shape=(32, 32)))
+    sample.pixel_uv = torch.tensor([[7.5, 7.5], [23.5, 7.5], [7.5, 23.5], [23.5, 23.5]])
+    patches = torch.eye(32)[:4].unsqueeze(0)  # patch (r, c) -> one-hot 2r + c
+    # Tokens at points 3, 1, 2 (slightly off: the nearest point gives the pixel).
+    tokens = PointTokens(pts[[3, 1, 2]].unsqueeze(0) + 1e-3, torch.randn(1, 3, 256))
+    inputs = dict(points=[torch.cat([pts, torch.zeros(4, 1)], dim=1)])
+    student, target, valid = model.dense_pairs(tokens, inputs, [sample], patches)
+    assert student.shape == (1, 3, 32) and bool(valid.all())
+    assert torch.allclose(target[0], torch.eye(32)[[3, 1, 2]], atol=1e-6)
+    # A full step: the dense term trains the backbone through the dense head.
+    model.train()
+    data = model.data_preprocessor(paired_batch(b=2), True)
+    losses = model.loss(**data)
+    assert torch.isfinite(losses['loss_dense']) and losses['loss_dense'] > 0
+    losses['loss_dense'].backward()
+    assert model.dense_head.weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for p in model.backbone.parameters())
+    assert not any(k.startswith('backbone.') for k, _ in model.dense_head.named_parameters())

@@ -8,12 +8,16 @@ import torch
 
 from concept_distill.evaluation import alignment_metrics
 from concept_distill.models.distill import ConceptAlignmentLoss
+from concept_distill.models.distill.concept_alignment_loss import (
+    balanced_assignment,
+    sample_patch_features,
+)
 
 
 def make_loss(**kwargs) -> ConceptAlignmentLoss:
     """All terms off unless given; temperature fixed at 1 so logits are plain cosines."""
     cfg = dict(token_weight=0.0, global_weight=0.0, contrastive_weight=0.0, set_weight=0.0,
-               temperature=1.0, learnable_temperature=False)
+               concept_weight=0.0, temperature=1.0, learnable_temperature=False)
     cfg.update(kwargs)
     return ConceptAlignmentLoss(**cfg)
 
@@ -48,7 +52,7 @@ def test_contrastive_temperature_scales_logits() -> None:
 
 
 def test_contrastive_batch_of_one_does_not_crash() -> None:
-    loss = ConceptAlignmentLoss(global_weight=1.0, contrastive_weight=1.0)
+    loss = ConceptAlignmentLoss(global_weight=1.0, contrastive_weight=1.0, concept_target=None)
     concepts = torch.randn(1, 4, 8, requires_grad=True)
     out = loss(concepts, {'global': torch.randn(1, 8)})
     assert torch.isfinite(out['loss_contrastive'])
@@ -84,15 +88,19 @@ def test_set_term_hand_values() -> None:
 
 def test_gradients_reach_only_the_student() -> None:
     loss = ConceptAlignmentLoss(token_weight=1.0, global_weight=1.0, contrastive_weight=1.0,
-                                set_weight=1.0)
+                                set_weight=1.0, concept_target='patch_tokens', dense_weight=1.0)
     concepts = torch.randn(3, 4, 8, requires_grad=True)
     targets = {'global': torch.randn(3, 8, requires_grad=True),
                'prefix_tokens': torch.randn(3, 4, 8, requires_grad=True),
                'patch_tokens': torch.randn(3, 5, 8, requires_grad=True)}
-    out = loss(concepts, targets)
-    assert set(out) == {'loss_token', 'loss_global', 'loss_contrastive', 'loss_set'}
+    dense_student = torch.randn(3, 6, 8, requires_grad=True)
+    dense_target = torch.randn(3, 6, 8, requires_grad=True)
+    out = loss(concepts, targets, dense=(dense_student, dense_target, torch.ones(3, 6).bool()))
+    assert set(out) == {'loss_token', 'loss_global', 'loss_contrastive', 'loss_set',
+                        'loss_concept', 'loss_dense'}
     sum(out.values()).backward()
     assert concepts.grad is not None and concepts.grad.abs().sum() > 0
+    assert dense_student.grad.abs().sum() > 0 and dense_target.grad is None
     assert all(t.grad is None for t in targets.values())
     assert loss.logit_scale.grad is not None  # the learnable temperature trains too
 
@@ -171,3 +179,90 @@ def test_retrieval_metric_over_random_and_ordered_galleries() -> None:
     assert out['top1_ordered'] == 0.0 and out['top1'] < 1.0
     with pytest.raises(KeyError, match='predict outputs'):
         metric.process({}, [dict(student_embedding=t[0])])
+
+
+def _default_loss() -> ConceptAlignmentLoss:
+    """The loss exactly as the base model config builds it (and the distiller resolves it)."""
+    from conftest import REPO_ROOT
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(REPO_ROOT / 'configs' / '_base_' / 'models' /
+                              'pointnet2-sassg_concept-distill.py')).model.loss.to_dict()
+    cfg.pop('type')
+    return ConceptAlignmentLoss(embed_dim=8, **cfg)
+
+
+@pytest.mark.parametrize('has_prefix', [False, True])
+def test_default_loss_sees_each_concept_not_only_their_mean(has_prefix: bool) -> None:
+    """Replacing every concept by the concepts' mean must change the default loss: a loss
+    that only sees the mean turns the extractor into a pooler (concepts all alike)."""
+    torch.manual_seed(0)
+    loss = _default_loss()
+    loss.resolve_concept_target(has_prefix)
+    assert loss.concept_target == ('prefix_tokens' if has_prefix else 'patch_tokens')
+    concepts = torch.randn(4, 5, 8)
+    targets = {'global': torch.randn(4, 8), 'patch_tokens': torch.randn(4, 12, 8)}
+    if has_prefix:
+        targets['prefix_tokens'] = torch.randn(4, 5, 8)
+    pooled = concepts.mean(dim=1, keepdim=True).expand_as(concepts)
+    loss.eval()  # the InfoNCE centre stays put between the two calls
+    distinct = sum(loss(concepts, targets).values())
+    mean_only = sum(loss(pooled, targets).values())
+    assert abs(distinct.item() - mean_only.item()) > 1e-3
+    # Concept k gets its own gradient: a loss of the mean gives every concept the same one.
+    c = concepts.clone().requires_grad_(True)
+    sum(loss(c, targets).values()).backward()
+    spread = (c.grad - c.grad.mean(dim=1, keepdim=True)).norm(dim=-1)
+    assert (spread > 1e-3 * c.grad.norm(dim=-1)).all()
+
+
+def test_balanced_assignment_gives_every_concept_an_equal_share() -> None:
+    torch.manual_seed(0)
+    sim = torch.nn.functional.normalize(torch.randn(2, 4, 12), dim=1)
+    w = balanced_assignment(sim, epsilon=0.05, iters=100)
+    assert torch.allclose(w.sum(dim=2), torch.ones(2, 4), atol=1e-5)  # rows: distributions
+    assert torch.allclose(w.sum(dim=1), torch.full((2, 12), 4 / 12), atol=0.01)
+    # Two identical concepts split the patches instead of both taking the nearest ones.
+    patches = torch.eye(4)[[0, 0, 1, 1]]  # two patches along e0, two along e1
+    concepts = torch.tensor([[[1.0, 1.0, 0, 0], [1.0, 1.0, 0, 0]]])
+    loss = make_loss(concept_target='patch_tokens', concept_weight=1.0)
+    value = loss(concepts, {'patch_tokens': patches.unsqueeze(0)})['loss_concept']
+    assert value.item() == pytest.approx(1 - 2 ** -0.5, abs=1e-4)  # cos 45 degrees each
+    apart = torch.tensor([[[1.0, 0, 0, 0], [0, 1.0, 0, 0]]])
+    assert loss(apart, {'patch_tokens': patches.unsqueeze(0)})['loss_concept'].item() < 1e-3
+
+
+def test_concept_target_prefix_is_the_token_term_and_auto_needs_tokens() -> None:
+    prefix = torch.randn(2, 3, 4)
+    loss = make_loss(concept_target='prefix_tokens', concept_weight=2.0)
+    same = loss(prefix.clone(), {'prefix_tokens': prefix})['loss_concept']
+    assert same.item() == pytest.approx(0.0, abs=1e-6)
+    auto = make_loss(concept_target='auto', concept_weight=1.0)
+    with pytest.raises(KeyError, match='prefix_tokens or patch_tokens'):
+        auto(torch.randn(2, 3, 4), {'global': torch.randn(2, 4)})
+    # Unresolved 'auto' takes the prefix tokens when they are given.
+    assert auto(prefix.clone(), {'prefix_tokens': prefix})['loss_concept'].item() == \
+        pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match='concept_target'):
+        make_loss(concept_target='global')
+    with pytest.raises(KeyError, match='dense'):
+        make_loss(dense_weight=1.0)(torch.randn(2, 3, 4), {'patch_tokens': torch.randn(2, 5, 4)})
+
+
+def test_dense_term_and_patch_sampling() -> None:
+    # A 2x3 grid whose patch (r, c) holds the one-hot vector of index 3r + c.
+    patches = torch.eye(6).unsqueeze(0)  # (1, P=6, D=6)
+    # Patch centres (c, r) = (0, 0), (1, 1), (2, 1) in grid_sample coordinates.
+    centres = torch.tensor([[[-2 / 3, -0.5], [0.0, 0.5], [2 / 3, 0.5]]])
+    got = sample_patch_features(patches, (2, 3), centres)
+    assert torch.allclose(got[0], torch.eye(6)[[0, 4, 5]], atol=1e-6)
+    between = sample_patch_features(patches, (2, 3), torch.tensor([[[-1 / 3, -0.5]]]))
+    assert torch.allclose(between[0, 0], 0.5 * (torch.eye(6)[0] + torch.eye(6)[1]), atol=1e-6)
+    with pytest.raises(ValueError, match='grid'):
+        sample_patch_features(patches, (2, 2), centres)
+    loss = make_loss(dense_weight=1.0)
+    target = got
+    student = torch.stack([got[0, 0], -got[0, 1], got[0, 2]]).unsqueeze(0)
+    valid = torch.tensor([[True, True, False]])
+    out = loss(torch.randn(1, 2, 6), {'patch_tokens': patches}, dense=(student, target, valid))
+    assert out['loss_dense'].item() == pytest.approx(1.0, abs=1e-6)  # mean(0, 2); 3rd masked

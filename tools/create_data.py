@@ -9,6 +9,9 @@ synthetic ScanNet-format generator.
     python tools/create_data.py synthetic --root-path DIR --out-dir DIR --num-scenes N --seed S
                                           [--num-frames 8] [--points-per-scene 40000]
                                           [--image-size 240 320] [--val-scenes K] [--raw]
+    python tools/create_data.py pairs     --root-path DIR [--out-dir INFO_DIR] [--ann-files ...]
+                                          [--depth-range 0.1 10] [--occlusion-tol 0.1]
+                                          [--no-depth-test] [--workers 2]
 
 See docs/data_preparation.md.
 """
@@ -40,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help='keep every N-th frame of each scene (default 20)')
     p.add_argument('--max-frames-per-scene', type=int, default=None)
     p.add_argument('--no-depth', action='store_true', help='do not export depth frames')
+    p.add_argument('--force', action='store_true', help='re-export scenes exported with '
+                   'other options')
     for name in ('sunrgbd', 's3dis'):
         common(sub.add_parser(name, help=f'{name} as mmdet3d prepares it (v2 infos)'))
 
@@ -55,6 +60,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--raw', action='store_true',
                    help="write ScanNet's raw layout (scans/, .sens, label tsv, meta_data/) "
                    'instead, to be prepared with the `scannet` sub-command')
+    p.add_argument('--force', action='store_true', help='empty a non-empty --root-path that '
+                   'holds something else (everything in it is deleted)')
+
+    p = sub.add_parser('pairs', help="precompute each frame's visible points (after scannet, "
+                       'sunrgbd or synthetic; see docs/data_preparation.md)')
+    common(p)
+    from concept_distill.datasets.converters.frame_pairing import add_arguments
+
+    add_arguments(p)
     return parser.parse_args(argv)
 
 
@@ -106,14 +120,22 @@ def main(argv: list[str] | None = None) -> dict:
     import concept_distill  # noqa: F401  (registers components)
 
     if args.dataset == 'synthetic':
-        summary = synthetic(args)
+        from concept_distill.datasets.converters.output_guard import run_guarded
+
+        summary = run_guarded(args.root_path, 'synthetic', vars(args), args.force,
+                              lambda: synthetic(args))
     elif args.dataset == 'scannet':
         from concept_distill.datasets.converters.scannet_converter import convert_scannet
 
         with progress_bar('scannet scenes (export, then mmdet3d infos)', 'scene') as progress:
             summary = convert_scannet(args.root_path, args.out_dir, args.frame_stride,
                                       args.max_frames_per_scene, not args.no_depth,
-                                      args.workers, progress=progress)
+                                      args.workers, progress=progress, force=args.force)
+    elif args.dataset == 'pairs':
+        from concept_distill.datasets.converters.frame_pairing import pairs_from_args
+
+        with progress_bar('frame pairs', 'frame') as progress:
+            summary = pairs_from_args(args, progress)
     else:
         from concept_distill.datasets.converters.indoor_converters import run_indoor_converter
 

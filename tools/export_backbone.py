@@ -8,16 +8,13 @@ torch.load(weights_only=True), i.e. with `init_cfg=dict(type='Pretrained', check
 prefix='backbone.')` in an unmodified mmdet3d config. Before writing, the keys and shapes are
 checked against the target backbone (the downstream config's, else the pre-training config's);
 any mismatch stops the export with the keys named. An existing different OUT is never replaced
-without --force; the file is written atomically.
+without --force; the file is written atomically. The work is
+concept_distill.checkpoint.export.export_backbone.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
-import os.path as osp
 import sys
-
-from mmengine.config import Config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,75 +34,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_config(path: str) -> Config:
-    """Config.fromfile, also for package configs written as 'mmdet3d::votenet/x.py'."""
-    if '::' in path:
-        package, rel = path.split('::', 1)
-        root = osp.dirname(importlib.import_module(package).__file__)
-        path = osp.join(root, '.mim', 'configs', rel)
-    return Config.fromfile(path)
-
-
-def _source_backbone_cfg(args: argparse.Namespace, ckpt: dict) -> tuple[dict | None, str]:
-    """The pre-training backbone config and where it came from."""
-    if args.config:
-        return load_config(args.config).model.get('backbone'), args.config
-    cfg_text = (ckpt.get('meta') or {}).get('cfg')
-    if isinstance(cfg_text, str) and cfg_text:
-        cfg = Config.fromstring(cfg_text, file_format='.py')
-        return cfg.model.get('backbone'), cfg.get('filename', '') or 'checkpoint meta'
-    return None, ''
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = parse_args(argv)
-    from mmdet3d.utils import register_all_modules
+    from concept_distill.checkpoint.export import EXPORT_ERRORS, export_backbone
+    from concept_distill.engine.cli import setup_process
 
-    import concept_distill  # noqa: F401  (registers components)
-    from concept_distill.checkpoint.backbone_checkpoint import (
-        BackboneCheckpointError,
-        backbone_meta,
-        check_backbone_checkpoint,
-        extract_backbone_state,
-        load_checkpoint_dict,
-        save_backbone_checkpoint,
-    )
-    from concept_distill.engine import UntrustedCheckpointError
-
-    register_all_modules(init_default_scope=True)
+    setup_process(init_default_scope=True)
     try:
-        ckpt = load_checkpoint_dict(args.checkpoint, trusted=args.trust_checkpoint)
-        state = extract_backbone_state(ckpt, args.prefix, args.checkpoint)
-        source_cfg, source_name = _source_backbone_cfg(args, ckpt)
-        if args.target_config:
-            target = load_config(args.target_config).model
-            target_name = args.target_config
-        elif source_cfg is not None:
-            target, target_name = source_cfg, source_name
-        else:
-            raise BackboneCheckpointError(
-                f'{args.checkpoint} stores no config: pass --config or --target-config so the '
-                'export can be checked against a backbone')
-        check_backbone_checkpoint({'state_dict': {args.prefix + k: v for k, v in state.items()}},
-                                  target, args.prefix)
-        src_meta = ckpt.get('meta') or {}
-        meta = backbone_meta(
-            source_cfg if source_cfg is not None else (
-                target.get('backbone') if 'backbone' in target else target),
-            src_meta.get('teacher') if isinstance(src_meta.get('teacher'), dict) else None,
-            source_config=source_name or '',
-            source_checkpoint=osp.abspath(args.checkpoint),
-            iteration=int(src_meta.get('iter', -1)),
-            epoch=int(src_meta.get('epoch', -1)),
-            checked_against=target_name)
-        save_backbone_checkpoint(state, meta, args.out, args.prefix, overwrite=args.force)
-    except (UntrustedCheckpointError, BackboneCheckpointError, FileExistsError,
-            FileNotFoundError) as err:
+        result = export_backbone(args.checkpoint, args.out, args.config, args.target_config,
+                                 args.prefix, trusted=args.trust_checkpoint,
+                                 overwrite=args.force)
+    except EXPORT_ERRORS as err:
         print(f'export_backbone: {err}', file=sys.stderr)
         return 1
-    print(f'export_backbone: wrote {args.out} ({len(state)} tensors, checked against '
-          f'{target_name})')
+    print(f'export_backbone: wrote {result.path} ({result.num_tensors} tensors, checked '
+          f'against {result.checked_against})')
     return 0
 
 

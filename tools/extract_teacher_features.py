@@ -2,7 +2,7 @@
 
     python tools/extract_teacher_features.py CONFIG [--cache-dir DIR] [--splits train val]
         [--tokens none|patch|prefix] [--batch-size 16] [--device cpu|cuda]
-        [--teacher-key model.teacher] [--cfg-options k=v ...]
+        [--teacher-key model.teacher] [--cfg-options k=v ...] [--transform-options TYPE.k=v ...]
 
 The cache (float16 memory-mapped .npy + index.json, no pickle) is keyed by the teacher's
 `cache_key()` (model name, weights digest, image size/mean/std, mapping) and the image
@@ -15,8 +15,14 @@ import argparse
 import json
 import sys
 
-from mmengine.config import Config, DictAction
-
+from concept_distill.engine.cli import (
+    add_override_arguments,
+    apply_overrides,
+    config_value,
+    load_config,
+    setup_process,
+    teacher_cache_dir,
+)
 from concept_distill.engine.progress import progress_bar
 
 
@@ -32,46 +38,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--teacher-key', default='model.teacher',
                         help='where the teacher config sits in the config')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    add_override_arguments(parser)
     return parser.parse_args(argv)
-
-
-def _lookup(cfg, dotted: str):
-    node = cfg
-    for part in dotted.split('.'):
-        node = node[part]
-    return node
-
-
-def _default_cache_dir(cfg) -> str | None:
-    from concept_distill.datasets.converters.teacher_extraction import _unwrap, find_transform
-
-    ds = _unwrap(cfg.train_dataloader['dataset'])
-    t = find_transform(ds['pipeline'], 'LoadTeacherFeatures')
-    return t['cache_dir'] if t else None
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Extract (or resume) and print a JSON summary."""
     args = parse_args(argv)
-    from mmdet3d.utils import register_all_modules
-
-    import concept_distill  # noqa: F401  (registers components)
+    setup_process(init_default_scope=True)
     from concept_distill.datasets.converters.teacher_extraction import extract_teacher_features
-    from concept_distill.engine import retain_freed_memory
 
-    retain_freed_memory()
-
-    register_all_modules(init_default_scope=True)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    cache_dir = args.cache_dir or _default_cache_dir(cfg)
+    cfg = apply_overrides(load_config(args.config), args)
+    cache_dir = args.cache_dir or teacher_cache_dir(cfg)
     if cache_dir is None:
         sys.exit('no --cache-dir and no LoadTeacherFeatures(cache_dir=...) in the config')
     with progress_bar('teacher features', 'frame') as progress:
         summary = extract_teacher_features(
-            cfg, cache_dir, tuple(args.splits), _lookup(cfg, args.teacher_key), args.tokens,
+            cfg, cache_dir, tuple(args.splits), config_value(cfg, args.teacher_key), args.tokens,
             args.batch_size, args.device, progress=progress)
     print(json.dumps({k: v for k, v in summary.items() if k != 'key'}, indent=1))
     return summary

@@ -69,7 +69,7 @@ fi
 "${PIP[@]}" -q "$WHEEL_DIR"/mmcv-*.whl
 
 step "install mmengine, mmdet, mmdet3d, open_clip, spconv and tools"
-"${PIP[@]}" mmengine mmdet mmdet3d open_clip_torch spconv-cu120 scipy numba pillow matplotlib tqdm pytest ruff
+"${PIP[@]}" mmengine mmdet mmdet3d open_clip_torch spconv-cu120 scipy h5py numba pillow matplotlib tqdm pytest ruff
 
 step "install concept_distill (editable)"
 "${PIP[@]}" -q --no-build-isolation --no-deps -e "$ROOT"

@@ -1,15 +1,22 @@
 """Evaluate a checkpoint, with mmdet3d's command-line interface.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options k=v ...]
+                                           [--transform-options TYPE.k=v ...]
+
+CONFIG may be a package config (mmdet3d::...). The set-up is concept_distill.engine.cli's
+(shared with tools/train.py).
 """
 from __future__ import annotations
 
 import argparse
 import os
 
-from mmengine.config import Config, DictAction
-
-from concept_distill.engine.cli import build_runner, prepare_config
+from concept_distill.engine.cli import (
+    add_override_arguments,
+    build_runner,
+    load_config,
+    prepare_config,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -22,8 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         '--trust-checkpoint', action='store_true',
         help='load the checkpoint with weights_only=False: needed for full mmengine training '
         'checkpoints of your own runs (they pickle the message hub)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, xxx=yyy format')
+    add_override_arguments(parser)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -35,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     """Entry point; returns the metrics."""
     args = parse_args(argv)
-    cfg = prepare_config(Config.fromfile(args.config), args)
+    cfg = prepare_config(load_config(args.config), args)
     cfg.load_from = args.checkpoint
     runner = build_runner(cfg)
     return runner.test()

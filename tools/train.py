@@ -1,18 +1,24 @@
 """Train a model from a config, with mmdet3d's command-line interface.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-                                 [--cfg-options k=v ...] [--launcher pytorch]
+                                 [--cfg-options k=v ...] [--transform-options TYPE.k=v ...]
+                                 [--launcher pytorch]
+
+CONFIG may be a package config (mmdet3d::votenet/votenet_8xb8_scannet-3d.py). The set-up is
+concept_distill.engine.cli's (shared with tools/test.py).
 """
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 
-from mmengine.config import Config, DictAction
-from mmengine.logging import print_log
-
-from concept_distill.engine.cli import build_runner, prepare_config
+from concept_distill.engine.cli import (
+    add_override_arguments,
+    apply_train_options,
+    build_runner,
+    load_config,
+    prepare_config,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,8 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         '--trust-checkpoint', action='store_true',
         help='load `load_from` with weights_only=False (only for files from your own runs)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, xxx=yyy format')
+    add_override_arguments(parser)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK.
@@ -46,29 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Entry point."""
     args = parse_args(argv)
-    cfg = prepare_config(Config.fromfile(args.config), args)
-
-    if args.amp:
-        if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
-            print_log('AMP training is already enabled in your config.', logger='current',
-                      level=logging.WARNING)
-        else:
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.loss_scale = 'dynamic'
-    if args.auto_scale_lr:
-        if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
-            raise RuntimeError('--auto-scale-lr needs `auto_scale_lr.base_batch_size` in the '
-                               f'config {args.config}')
-        cfg.auto_scale_lr.enable = True
-    if args.sync_bn != 'none':
-        cfg.sync_bn = args.sync_bn
-    if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        cfg.resume = True
-        cfg.load_from = args.resume
-
+    cfg = apply_train_options(prepare_config(load_config(args.config), args), args)
     runner = build_runner(cfg)
     runner.train()
 

@@ -1,6 +1,7 @@
 # The demo's pre-training: VoteNet's PointNet2SASSG distilled from the (cached) CLIP teacher
 # on the synthetic scenes' posed frames; sized for 2 CPU cores. tools/demo.py passes the data
-# root, the cache folder and the length through --cfg-options.
+# root and the length through --cfg-options, the cache folder through --transform-options
+# LoadTeacherFeatures.cache_dir=DIR.
 _base_ = [
     '../_base_/datasets/scannet-paired.py',
     '../_base_/models/pointnet2-sassg_concept-distill.py',
@@ -18,7 +19,6 @@ max_iters = 50
 # default loss has no set-to-set term, so no patch tokens are cached or read).
 # ResizeCropForTeacher needs no decoded image: it maps pixel_uv into the teacher's 224x224
 # frame, the one the teacher saw.
-# (index 4 of each pipeline is LoadTeacherFeatures: tools/demo.py sets its cache_dir)
 paired_loading = [
     dict(type='LoadScenePoints', coord_type='DEPTH', shift_height=True, load_dim=6,
          use_dim=[0, 1, 2]),

@@ -7,7 +7,8 @@
 #   bash tools/dist_train.sh configs/pretrain/<this file> 8 --cfg-options ...
 #
 # Schedule: 100 epochs, AdamW 1e-3 (total batch 64), cosine; see docs/pretraining.md for each
-# choice. Without `model.teacher.pretrained` the teacher is random (pipeline demo only).
+# choice. Without `model.teacher.pretrained` the run stops at build (a random teacher distils
+# noise); `model.allow_random_teacher=True` runs one on purpose.
 _base_ = [
     '../_base_/datasets/scannet-paired.py',
     '../_base_/models/pointnet2-sassg_concept-distill.py',

@@ -3,6 +3,7 @@ pipeline, no pickle, and a clear error for a cache of another teacher or preproc
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -60,7 +61,7 @@ def test_extract_resume_and_read_back(setup, capsys, import_tool):
 
     # Plain files only: JSON index and float16 .npy that load without pickle.
     assert sorted(p.name for p in cache_dir.iterdir()) == [
-        'global.npy', 'index.json', 'progress.json', 'tokens.npy', 'valid.npy']
+        'digests.npy', 'global.npy', 'index.json', 'progress.json', 'tokens.npy', 'valid.npy']
     index = json.loads((cache_dir / 'index.json').read_text())
     g = np.load(cache_dir / 'global.npy', allow_pickle=False)
     t = np.load(cache_dir / 'tokens.npy', allow_pickle=False)
@@ -136,3 +137,195 @@ def test_resume_with_another_token_set_is_an_error(tmp_path):
     with pytest.raises(TeacherCacheError, match="'tokens'"):
         TeacherFeatureCache.create_or_resume(tmp_path / 'c', key, ['a', 'b'], global_dim=4,
                                              tokens_shape=(3, 4), tokens_name='patch')
+
+
+# ---------------------------------------------------------------- the cache bound to its data
+SMALL_ROOT = dict(num_scenes=1, seed=4, num_frames=5, points_per_scene=8000,
+                  image_size=(72, 96))
+
+
+def _config(tmp, root) -> Config:
+    """The tiny pre-training config of `setup`, on another data root."""
+    path = tmp / f'cfg_{root.name}.py'
+    path.write_text(
+        f"_base_ = ['{REPO_ROOT}/configs/_base_/datasets/scannet-paired.py']\n"
+        f"train_dataloader = dict(dataset=dict(data_root='{root}'))\n"
+        f"val_dataloader = dict(dataset=dict(data_root='{root}'))\n"
+        f'model = dict(teacher={TEACHER!r})\n')
+    return Config.fromfile(str(path))
+
+
+def _cached_dataset(cfg: Config, cache_dir, **load_kwargs):
+    """The train dataset reading the cache, as a training config builds it."""
+    ds_cfg = cfg.train_dataloader.dataset
+    pipeline = list(ds_cfg.pipeline)
+    pipeline[1] = dict(type='LoadPairedImage', with_pixels=False, with_depth=True)
+    pipeline.insert(-1, dict(type='LoadTeacherFeatures', cache_dir=str(cache_dir),
+                             teacher=TEACHER, preprocessing=RESIZE, **load_kwargs))
+    return DATASETS.build(dict(ds_cfg, pipeline=pipeline))
+
+
+def _check_at_training_start(dataset) -> list[str]:
+    """FrozenTeacherHook's cache check on a runner whose train loop reads `dataset`."""
+    from types import SimpleNamespace
+
+    from concept_distill.hooks.frozen_teacher_hook import FrozenTeacherHook
+
+    messages = []
+    logger = SimpleNamespace(info=messages.append, warning=messages.append)
+    loop = SimpleNamespace(dataloader=SimpleNamespace(dataset=dataset))
+    runner = SimpleNamespace(_train_loop=loop, _val_loop=None, _test_loop=None,
+                             logger=logger)
+    model = SimpleNamespace(teacher=MODELS.build(TEACHER), cached_tokens=None)
+    FrozenTeacherHook._check_cache(runner, model)
+    return messages
+
+
+def _images(root) -> list:
+    return sorted((root / 'posed_images' / 'scene0000_00').glob('*.jpg'))
+
+
+@pytest.mark.filterwarnings('ignore:.*RANDOMLY')
+def test_cache_of_other_images_is_refused_at_training_start(tmp_path, synthetic_root):
+    """Issue 18.1: the data regenerated in place (other seed, same frame ids), old cache kept."""
+    root = synthetic_root(copy_to=tmp_path / 'data', **SMALL_ROOT)
+    cfg, cache_dir = _config(tmp_path, root), tmp_path / 'cache'
+    extract_teacher_features(cfg, str(cache_dir), splits=('train',), batch_size=8)
+    assert any('matches the 5 frames' in m for m in _check_at_training_start(
+        _cached_dataset(cfg, cache_dir)))
+
+    other = synthetic_root(**dict(SMALL_ROOT, seed=5))
+    for img in _images(root):
+        img.write_bytes((other / img.relative_to(root)).read_bytes())
+    with pytest.raises(TeacherCacheError, match=rf"{cache_dir} was built from other data: the "
+                       r"image of frame 'scene0000_00/00000'.*extract_teacher_features.py again"):
+        _check_at_training_start(_cached_dataset(cfg, cache_dir))
+    # Re-extracting recomputes the changed frames; the cache then passes.
+    summary = extract_teacher_features(cfg, str(cache_dir), splits=('train',), batch_size=8)
+    assert summary['recomputed'] == {'changed': 5} and summary['invalid_frames'] == 0
+    _check_at_training_start(_cached_dataset(cfg, cache_dir))
+
+    # Same size, same mtime, one byte changed: the digest still sees it.
+    img = _images(root)[2]
+    stat, data = img.stat(), bytearray(img.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    img.write_bytes(bytes(data))
+    os.utime(img, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(TeacherCacheError, match="frame 'scene0000_00/00002'"):
+        _check_at_training_start(_cached_dataset(cfg, cache_dir))
+    assert _check_at_training_start(_cached_dataset(cfg, cache_dir, verify_images='none')) == []
+
+
+def test_quick_and_full_image_check(tmp_path):
+    """The quick check reads both ends of each file; the full one (on request) every byte."""
+    from concept_distill.datasets.teacher_cache import TeacherFeatureCache, file_digests
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f'{i}.jpg')
+        paths[-1].write_bytes(rng.bytes(20000))
+    cache, _ = TeacherFeatureCache.create_or_resume(tmp_path / 'c', dict(k=1), ['a', 'b', 'c'],
+                                                    global_dim=2)
+    cache.write_rows(0, np.zeros((3, 2)), np.ones(3), digests=[file_digests(p) for p in paths])
+    frames = list(zip('abc', map(str, paths)))
+    assert cache.check_frames(frames)['frames'] == 3
+    data = bytearray(paths[1].read_bytes())
+    data[10000] ^= 1  # in the middle: outside the quick digest's spans
+    paths[1].write_bytes(bytes(data))
+    assert cache.check_frames(frames)['frames'] == 3
+    with pytest.raises(TeacherCacheError, match="frame 'b'"):
+        cache.check_frames(frames, full=True)
+    with pytest.raises(TeacherCacheError, match="frame 'x' is not in the teacher-feature"):
+        cache.check_frames([('x', str(paths[0]))])
+    # Every image missing: the paths are wrong (e.g. relative to another directory).
+    with pytest.raises(TeacherCacheError, match=r'none of the 3 images.*exists, e\.g\. nowhere'):
+        cache.check_frames([(f, f'nowhere/{f}.jpg') for f in 'abc'])
+    # A relative cache_dir that does not exist says where it looked.
+    with pytest.raises(TeacherCacheError, match=r'rel/cache .*resolved: /.*working directory'):
+        TeacherFeatureCache('rel/cache').check_complete()
+
+
+@pytest.mark.filterwarnings('ignore:.*RANDOMLY')
+@pytest.mark.parametrize('damage', ['truncate', 'delete'])
+def test_damaged_cache_is_refused_by_extraction_and_training(setup, tmp_path, damage):
+    """Issue 18.4: global.npy cut short or deleted; neither a rerun nor training may use it."""
+    _, root, cfg_path = setup
+    cfg, cache_dir = Config.fromfile(str(cfg_path)), tmp_path / 'cache'
+    extract_teacher_features(cfg, str(cache_dir), splits=('train',), batch_size=8)
+    target = cache_dir / 'global.npy'
+    if damage == 'truncate':
+        with open(target, 'r+b') as f:
+            f.truncate(target.stat().st_size - 10)
+        match = rf'{target} is truncated .*delete that folder'
+    else:
+        target.unlink()
+        match = rf'{target} is missing: .*delete that folder'
+    with pytest.raises(TeacherCacheError, match=match):
+        extract_teacher_features(cfg, str(cache_dir), splits=('train',), batch_size=8)
+    with pytest.raises(TeacherCacheError, match=match):  # when the dataset is built
+        _cached_dataset(cfg, cache_dir)
+
+
+@pytest.mark.filterwarnings('ignore:.*RANDOMLY')
+def test_invalid_frames_are_named_and_retried(tmp_path, synthetic_root):
+    """Issue 18.5: a truncated and a missing JPEG are named; restored, they become valid."""
+    root = synthetic_root(copy_to=tmp_path / 'data', **SMALL_ROOT)
+    cfg, cache_dir = _config(tmp_path, root), tmp_path / 'cache'
+    imgs = _images(root)
+    saved = {p: p.read_bytes() for p in imgs[1:3]}
+    imgs[1].write_bytes(saved[imgs[1]][:len(saved[imgs[1]]) // 2])
+    imgs[2].unlink()
+    lines = []
+    summary = extract_teacher_features(cfg, str(cache_dir), splits=('train',), batch_size=2,
+                                       log=lines.append)
+    bad = ['scene0000_00/00001', 'scene0000_00/00002']
+    assert summary['invalid_frames'] == 2 and sorted(summary['invalid']) == bad
+    assert summary['invalid'][bad[0]].startswith('corrupt_image: ')
+    assert summary['invalid'][bad[1]].startswith('missing_image: ')
+    assert all(any(f'invalid frame {fid}: ' in line for line in lines) for fid in bad)
+    index = json.loads((cache_dir / 'index.json').read_text())
+    assert index['invalid'] == summary['invalid']
+    # Training names why the frame has no features.
+    from concept_distill.datasets import PairedDataError
+
+    load = TRANSFORMS.build(dict(type='LoadTeacherFeatures', cache_dir=str(cache_dir)))
+    with pytest.raises(PairedDataError, match=r'00001 has no teacher features .*corrupt_image'):
+        load.transform(dict(frame_id=bad[0]))
+
+    for path, data in saved.items():
+        path.write_bytes(data)
+    summary = extract_teacher_features(cfg, str(cache_dir), splits=('train',), batch_size=2,
+                                       log=lines.append)
+    assert summary['recomputed'] == {'invalid': 2}
+    assert summary['invalid_frames'] == 0 and summary['invalid'] == {}
+    assert np.load(cache_dir / 'valid.npy').all()
+    assert json.loads((cache_dir / 'index.json').read_text())['invalid'] == {}
+    # The retried rows are what a fresh extraction computes.
+    fresh = tmp_path / 'fresh'
+    extract_teacher_features(cfg, str(fresh), splits=('train',), batch_size=8)
+    np.testing.assert_allclose(np.load(cache_dir / 'global.npy'), np.load(fresh / 'global.npy'),
+                               rtol=1e-2, atol=1e-3)
+    np.testing.assert_array_equal(np.load(cache_dir / 'digests.npy'),
+                                  np.load(fresh / 'digests.npy'))
+    _check_at_training_start(_cached_dataset(cfg, cache_dir))
+
+
+@pytest.mark.filterwarnings('ignore:.*RANDOMLY')
+def test_interrupted_extraction_says_how_to_resume(setup, tmp_path):
+    """Issue 18.7: Ctrl-C names where the extraction stopped and that a rerun resumes."""
+    _, _, cfg_path = setup
+    cfg, lines = Config.fromfile(str(cfg_path)), []
+
+    def ctrl_c_after_first_chunk(done: int, total: int) -> None:
+        if done:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        extract_teacher_features(cfg, str(tmp_path / 'c'), splits=('train',), batch_size=2,
+                                 progress=ctrl_c_after_first_chunk, log=lines.append)
+    assert lines == ['teacher features: interrupted at 2 of 5 frames; run the same command '
+                     'again to resume']
+    summary = extract_teacher_features(cfg, str(tmp_path / 'c'), splits=('train',),
+                                       batch_size=2, log=lines.append)
+    assert summary['resumed_at'] == 2 and summary['done'] == 5

@@ -19,9 +19,12 @@ num_points = 8192
 # the scan's frame, then aligned (GlobalAlignment) and augmented in 3D. Pixel coordinates ride
 # along as a point attribute, so the augmentations keep them in step.
 # Loading and pairing, shared by both pipelines; training adds the 3D augmentations.
+# precomputed_pairs: a frame with a `<frame>.pairs` file (`tools/create_data.py pairs`, same
+# depth range / occlusion test as below) is paired from it (the scene memory-mapped, only the
+# kept points read, no depth frame decoded); other frames are paired online.
 paired_loading = [
     dict(type='LoadScenePoints', coord_type='DEPTH', shift_height=True, load_dim=6,
-         use_dim=[0, 1, 2], backend_args=backend_args),
+         use_dim=[0, 1, 2], backend_args=backend_args, precomputed_pairs=True),
     dict(type='LoadPairedImage', with_pixels=True, with_depth=True,
          decode_size=teacher_image_size),
     image_preprocessing,

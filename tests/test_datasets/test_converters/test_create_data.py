@@ -111,3 +111,119 @@ def test_s3dis_subcommand(create_data, fixtures_root, tmp_path, capsys):
     furniture = {i for i in np.unique(ins) if sem[ins == i][0] in (7, 8, 9, 10, 11)}
     assert len(entry['instances']) == len(furniture) > 0
     assert (tmp_path / 'seg_info' / 'Area_5_label_weight.npy').is_file()
+
+
+# ---------------------------------------------------------------- reruns never mix datasets
+SYNTH = ['--num-scenes', '1', '--seed', '3', '--num-frames', '2', '--points-per-scene', '4000',
+         '--image-size', '48', '64']
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob('*'))
+            if p.is_file()}
+
+
+def test_synthetic_into_a_non_empty_folder_needs_force(create_data, synthetic_root, tmp_path):
+    """Issue 18.2: an older 2-scene root is neither overwritten in part nor mixed in.
+
+    (The refusal is an `OutputExistsError`, a `FileExistsError`.)"""
+    old = synthetic_root(copy_to=tmp_path / 'data', num_scenes=2, seed=0, num_frames=2,
+                         points_per_scene=4000, image_size=(48, 64))
+    before = _tree(old)
+    args = ['synthetic', '--root-path', str(old), '--out-dir', str(old), *SYNTH]
+    with pytest.raises(FileExistsError, match=rf'{old} is not empty: .*--force'):
+        create_data.main(args)
+    assert _tree(old) == before
+    # With --force the folder holds the new dataset alone.
+    summary = create_data.main(args + ['--force'])
+    assert summary['scenes'] == ['scene0000_00']
+    assert not list(old.rglob('scene0001_00*'))
+    after = _tree(old)
+    # The same command again finds its own complete result and changes nothing.
+    again = create_data.main(args)
+    assert again['up_to_date'] and again['scenes'] == ['scene0000_00']
+    assert _tree(old) == after
+    # Other parameters are another dataset: refused, naming what differs.
+    with pytest.raises(FileExistsError, match='seed differ'):
+        create_data.main(args[:-len(SYNTH)] + [*SYNTH[:2], '--seed', '4', *SYNTH[4:]])
+
+
+def _raw_root(tmp_path: Path) -> tuple[Path, str]:
+    """A raw ScanNet root of one scene with 6 frames (frame 2's pose is -inf)."""
+    from concept_distill.datasets.converters.synthetic import (
+        generate_scenes,
+        write_label_map,
+        write_raw_scene,
+    )
+
+    raw = tmp_path / 'raw'
+    (scene,) = generate_scenes(1, 5, 6, 4000, (48, 64))
+    write_raw_scene(raw / 'scans', scene, bad_pose_frames=(2,))
+    write_label_map(raw / 'scannetv2-labels.combined.tsv')
+    (raw / 'meta_data').mkdir()
+    (raw / 'meta_data' / 'scannetv2_train.txt').write_text(f'{scene.name}\n')
+    return raw, scene.name
+
+
+def _frame_ids(raw: Path) -> list[str]:
+    (entry,) = pickle.loads((raw / 'scannet_infos_train.pkl').read_bytes())['data_list']
+    return [f['frame_id'].split('/')[1] for f in entry['frames']]
+
+
+def test_scannet_rerun_is_idempotent(create_data, tmp_path, monkeypatch):
+    """Issue 18.3: a rerun does not stride the export again; a killed export is redone."""
+    from concept_distill.datasets.converters import scannet_frames
+    from concept_distill.datasets.converters.scannet_converter import convert_scannet
+
+    raw, name = _raw_root(tmp_path)
+    # A kill during the export (here: at the second written frame) ...
+    write = scannet_frames.write_posed_frame
+    calls = []
+
+    def killed(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        write(*args, **kwargs)
+
+    monkeypatch.setattr(scannet_frames, 'write_posed_frame', killed)
+    with pytest.raises(KeyboardInterrupt):
+        convert_scannet(raw, frame_stride=2)
+    monkeypatch.undo()
+    # ... is not taken as a complete export: the rerun exports the scene again.
+    first = convert_scannet(raw, frame_stride=2)
+    assert first['frames_read'] == 3 and first['frames_kept'] == 2  # frames 0, 2 (-inf), 4
+    assert first['scenes_reused'] == 0
+    assert _frame_ids(raw) == ['00000', '00004']
+    # The same command again reuses the export as it is.
+    again = create_data.main(['scannet', '--root-path', str(raw), '--frame-stride', '2'])
+    assert again['frames_kept'] == 2 and again['frames_read'] == 3
+    assert again['scenes_reused'] == 1
+    assert _frame_ids(raw) == ['00000', '00004']
+    # Another stride is refused (naming the folder and the options) unless --force.
+    folder = raw / 'posed_images' / name
+    with pytest.raises(FileExistsError, match=rf'{folder} was exported with other options: '
+                       r'frame_stride=2 \(now 1\).*--force'):
+        convert_scannet(raw, frame_stride=1)
+    forced = create_data.main(['scannet', '--root-path', str(raw), '--frame-stride', '1',
+                               '--force'])
+    assert forced['frames_kept'] == 5 and forced['scenes_reused'] == 0
+    assert _frame_ids(raw) == ['00000', '00001', '00003', '00004', '00005']
+    assert sorted(p.stem for p in folder.glob('*.jpg')) == _frame_ids(raw)
+
+
+def test_bad_pose_file_is_named(tmp_path):
+    """Issue 18.7: a pose file holding text is an error naming the file, not a raw ValueError."""
+    from concept_distill.datasets.converters.scannet_frames import scene_frames
+    from concept_distill.datasets.converters.scannet_info import write_posed_frame
+
+    scene = 'scene0000_00'
+    for i in range(2):  # a folder exported by another tool: intrinsic.txt, no export.json
+        write_posed_frame(tmp_path, scene, i, np.zeros((8, 8, 3), np.uint8), None, np.eye(4))
+    folder = tmp_path / 'posed_images' / scene
+    np.savetxt(folder / 'intrinsic.txt', np.eye(4))
+    assert len(scene_frames(tmp_path, scene, tmp_path / 'none.sens', frame_stride=1)) == 2
+    (folder / '00001.txt').write_text('not a pose\n')
+    with pytest.raises(ValueError, match=rf'{folder / "00001.txt"} is not a 4x4 matrix of '
+                       r'numbers \(not numbers'):
+        scene_frames(tmp_path, scene, tmp_path / 'none.sens', frame_stride=1)

@@ -109,6 +109,7 @@ def test_pretrain_then_load_into_both_segmentation_configs(tmp_path: Path,
 
     data_root = synthetic_root(num_scenes=1, seed=0, points_per_scene=6000, num_frames=2)
     cfg = Config.fromfile(str(PRETRAIN))
+    cfg.model.allow_random_teacher = True  # no CLIP weights in tests
     cfg.work_dir = str(tmp_path / 'pretrain')
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
         loader.update(batch_size=2, num_workers=0, persistent_workers=False)

@@ -63,6 +63,7 @@ val_dataloader = dict(
                  pipeline=test_pipeline, indices=list(range(1, frames, {val_stride}))))
 test_dataloader = val_dataloader
 model = dict(
+    allow_random_teacher=True,  # no CLIP weights in tests
     # VoteNet samples 2048/1024/512/256 points; fewer here (parameter shapes do not change).
     backbone=dict(num_points=(128, 64, 32, 16), num_samples=(16, 16, 8, 8){backbone}),
     {student}

@@ -304,6 +304,7 @@ def test_pretrained_encoder_loads_into_3detr_with_zero_missing_keys(tmp_path, sy
     data_root = synthetic_root(num_scenes=1, seed=0, points_per_scene=6000, num_frames=2,
                                image_size=(60, 80))
     cfg = Config.fromfile(str(PRETRAIN))
+    cfg.model.allow_random_teacher = True  # no CLIP weights in tests
     shrink(cfg.model)
     cfg.model.token_adapter.out_channels = 64
     cfg.model.concept_extractor.update(num_concepts=4, embed_dims=32, num_heads=4)

@@ -1,5 +1,7 @@
-"""Running: the project's runner, the CPU allocator policy, the tools' shared set-up."""
+"""Running: the project's runner, CPU-capable DDP and AMP, the allocator policy, the tools'
+shared set-up."""
+from concept_distill.engine.amp import CPUAmpOptimWrapper, enable_amp
 from concept_distill.engine.cpu_allocator import retain_freed_memory
 from concept_distill.engine.runner import ConceptDistillRunner
 
-__all__ = ['ConceptDistillRunner', 'retain_freed_memory']
+__all__ = ['CPUAmpOptimWrapper', 'ConceptDistillRunner', 'enable_amp', 'retain_freed_memory']

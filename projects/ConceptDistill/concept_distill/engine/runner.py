@@ -8,12 +8,17 @@ from collections.abc import Callable
 from typing import Any
 
 from mmdet3d.registry import RUNNERS
-from mmengine.dist import master_only
+from mmengine.dist import is_distributed, master_only
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 
 from concept_distill.checkpoint.checkpoint_io import load_checkpoint_file
+from concept_distill.engine.distributed import (
+    cpu_model_wrapper_cfg,
+    init_cpu_process_group,
+    runs_on_cpu,
+)
 
 
 @RUNNERS.register_module()
@@ -25,9 +30,26 @@ class ConceptDistillRunner(Runner):
       ``trust_checkpoint=True`` (``--trust-checkpoint`` on the command line).
     - checkpoints are written to a temporary file and renamed, so an interrupted save never
       replaces a good checkpoint with a truncated one.
+    - multi-process runs also work on CPU (torchrun + gloo, DDP with ``device_ids=None``);
+      with an accelerator, mmengine's set-up is used unchanged (engine/distributed.py).
     """
 
     _resuming = False
+
+    def setup_env(self, env_cfg: dict) -> None:
+        """mmengine's set-up; on CPU the process group is created here, without CUDA calls."""
+        if self.distributed and not is_distributed() and runs_on_cpu():
+            # mmengine's init_dist would call torch.cuda.set_device; with the group already
+            # initialised, super().setup_env skips it and does the rest as usual.
+            init_cpu_process_group(self.launcher, env_cfg.get('dist_cfg'))
+        super().setup_env(env_cfg)
+
+    def wrap_model(self, model_wrapper_cfg: dict | None, model: Any) -> Any:
+        """mmengine's wrapping; DDP over a CPU module gets ``device_ids=None``."""
+        if self.distributed and not is_model_wrapper(model) and runs_on_cpu():
+            model_wrapper_cfg = cpu_model_wrapper_cfg(
+                model_wrapper_cfg, bool(self.cfg.get('find_unused_parameters', False)))
+        return super().wrap_model(model_wrapper_cfg, model)
 
     def resume(self, filename: str, *args: Any, **kwargs: Any) -> None:
         """Resume this run from ``filename`` (trusted: it is the user's own checkpoint)."""

@@ -8,11 +8,12 @@ from concept_distill.hooks.distiller_of import distiller_of
 
 
 def _cache_transforms(dataset) -> list:
-    """Pipeline transforms holding a teacher-feature cache, through dataset wrappers."""
+    """(dataset, transform) for each pipeline transform holding a teacher-feature cache,
+    through dataset wrappers."""
     if dataset is None:
         return []
     inner = [getattr(dataset, 'dataset', None)] + list(getattr(dataset, 'datasets', []) or [])
-    found = [t for t in getattr(getattr(dataset, 'pipeline', None), 'transforms', [])
+    found = [(dataset, t) for t in getattr(getattr(dataset, 'pipeline', None), 'transforms', [])
              if hasattr(getattr(t, 'cache', None), 'check_key')]
     for sub in inner:
         if sub is not None and sub is not dataset:
@@ -67,14 +68,27 @@ class FrozenTeacherHook(Hook):
 
     @staticmethod
     def _check_cache(runner, model) -> None:
-        """Every teacher-feature cache the loops read must come from this model's teacher."""
+        """Every teacher-feature cache the loops read must come from this model's teacher and
+        from the loop's dataset (its frames and images)."""
         key = model.teacher.cache_key()
         token_names = dict(patch='patch_tokens', prefix='prefix_tokens')
         for name in ('_train_loop', '_val_loop', '_test_loop'):
             loop = getattr(runner, name, None)
             dataset = getattr(getattr(loop, 'dataloader', None), 'dataset', None)
-            for transform in _cache_transforms(dataset):
+            for owner, transform in _cache_transforms(dataset):
                 transform.cache.check_key(dict(teacher=key))
+                check_dataset = getattr(transform, 'check_dataset', None)
+                if callable(check_dataset):
+                    got = check_dataset(owner)
+                    if got.get('frames'):
+                        runner.logger.info(
+                            f'FrozenTeacherHook: {transform.cache.cache_dir} matches the '
+                            f"{got['frames']} frames' images ({got['mode']} check, "
+                            f"{got['seconds']} s)")
+                    if got.get('missing'):
+                        runner.logger.warning(
+                            f"FrozenTeacherHook: {got['missing']} images are missing, e.g. "
+                            f"{got['first_missing']}; those frames will be skipped")
                 # the cache index records its token set as {'name': 'patch', 'shape': [...]}
                 cached = (transform.cache.index.get('tokens') or {}).get('name')
                 if cached and getattr(transform, 'tokens', False) and \

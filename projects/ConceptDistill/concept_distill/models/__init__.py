@@ -1,2 +1,3 @@
-"""Models: the distillation method (``distill``) and 3DETR (``threedetr``)."""
-from concept_distill.models import distill, threedetr  # noqa: F401
+"""Models: backbones (the point-patch transformer), the distillation method (``distill``) and
+3DETR (``threedetr``)."""
+from concept_distill.models import backbones, distill, threedetr  # noqa: F401

@@ -299,7 +299,8 @@ def three_interpolate(features: Tensor, indices: Tensor, weight: Tensor) -> Tens
     N = indices.shape[1]
     if not _numba_dtype(features):
         idx = indices.long().permute(2, 0, 1).contiguous()
-        w = weight.permute(2, 0, 1).contiguous()
+        # bf16 features under CPU autocast meet fp32 weights: compute in the features' dtype
+        w = weight.to(features.dtype).permute(2, 0, 1).contiguous()
         out = None
         for j in range(3):
             term = torch.gather(features, 2, _flat_index(idx[j], C)).mul_(w[j][:, None, :])
@@ -319,7 +320,8 @@ def three_interpolate_backward(grad_out: Tensor, indices: Tensor, weight: Tensor
     B, C = grad_out.shape[:2]
     if not _numba_dtype(grad_out):
         idx = indices.long().permute(2, 0, 1).contiguous()
-        w = weight.permute(2, 0, 1).contiguous()
+        # scatter_add_ needs one dtype: fp32 weights would promote a bf16 gradient
+        w = weight.to(grad_out.dtype).permute(2, 0, 1).contiguous()
         grad = grad_out.new_zeros((B, C, m))
         for j in range(3):
             grad.scatter_add_(2, _flat_index(idx[j], C), grad_out * w[j][:, None, :])

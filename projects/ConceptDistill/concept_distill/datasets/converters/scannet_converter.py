@@ -8,10 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from concept_distill.datasets.converters.indoor_converters import run_indoor_converter
-from concept_distill.datasets.converters.scannet_frames import (
-    collect_exported_frames,
-    export_sens_frames,
-)
+from concept_distill.datasets.converters.scannet_frames import scene_frames
 from concept_distill.datasets.converters.scannet_info import dump_infos
 from concept_distill.datasets.converters.scannet_raw import export_scene, read_label_map
 
@@ -40,14 +37,17 @@ def _split(root: Path, split: str, required: bool) -> list[str]:
 def convert_scannet(root_path: str | Path, out_dir: str | Path | None = None,
                     frame_stride: int = 20, max_frames_per_scene: int | None = None,
                     with_depth: bool = True, workers: int = 2,
-                    progress: Callable[[int, int], None] | None = None) -> dict:
+                    progress: Callable[[int, int], None] | None = None,
+                    force: bool = False) -> dict:
     """Prepare ScanNet under `root_path` (scans/, scans_test/, meta_data/, the label tsv).
 
     1. our extraction of every scene to `scannet_instance_data/` (mmdet3d's pip package lacks
        its own);
-    2. posed frames: every `frame_stride`-th frame of `scans/<scene>/<scene>.sens`, or of an
-       already exported `posed_images/<scene>/`, written/kept under `posed_images/`; frames
-       with non-finite poses are skipped and counted;
+    2. posed frames: every `frame_stride`-th frame of `scans/<scene>/<scene>.sens`, or of a
+       `posed_images/<scene>/` exported by another tool, written/kept under `posed_images/`;
+       frames with non-finite poses are skipped and counted. Our own complete export is
+       reused as it is when the options match, refused when they differ (unless `force`:
+       exported again), and redone when it was interrupted (see `scene_frames`);
     3. mmdet3d's converter (points/, instance_mask/, semantic_mask/, seg_info/, v2 infos);
     4. the frames added to the v2 infos (`frames`, see docs/architecture.md).
     `progress(done, total)` counts scenes through steps 1-2, then again through step 3.
@@ -72,17 +72,9 @@ def convert_scannet(root_path: str | Path, out_dir: str | Path | None = None,
                 raise FileNotFoundError(f'scene folder not found: {scene_dir} (listed in '
                                         f'meta_data/scannetv2_{split}.txt)')
             export_scene(scene_dir, inst_dir, label_map, with_labels=split != 'test')
-            sens = scene_dir / f'{scene}.sens'
-            exported = root / 'posed_images' / scene / 'intrinsic.txt'
-            if exported.is_file():
-                frames[scene] = collect_exported_frames(root, scene, frame_stride,
-                                                        max_frames_per_scene, counts)
-            elif sens.is_file():
-                frames[scene] = export_sens_frames(sens, root, scene, frame_stride,
-                                                   max_frames_per_scene, with_depth, counts)
-            else:
-                frames[scene] = []
-                counts['scenes_without_frames'] += 1
+            frames[scene] = scene_frames(root, scene, scene_dir / f'{scene}.sens',
+                                         frame_stride, max_frames_per_scene, with_depth,
+                                         counts, force)
             counts['scenes'] += 1
             if progress is not None:
                 progress(counts['scenes'], total)
@@ -100,4 +92,5 @@ def convert_scannet(root_path: str | Path, out_dir: str | Path | None = None,
                 frames_kept=counts['frames_kept'], frames_read=counts['frames_read'],
                 skipped_non_finite_pose=counts['non_finite_pose'],
                 scenes_without_frames=counts['scenes_without_frames'],
+                scenes_reused=counts['scenes_reused'],
                 seconds=round(time.perf_counter() - start, 2))

@@ -6,6 +6,7 @@ import torch
 from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
 
+from concept_distill.datasets.frame_pairs import PAIRS_KEY
 from concept_distill.datasets.frustum_pairing import PairedDataError, visible_points
 
 UV_ATTR = 'pixel_uv'
@@ -19,7 +20,9 @@ class FrustumPointPairing(BaseTransform):
     when present, `depth_map` with `lidar2depth` for the occlusion test. The pixel (u, v) of
     each kept point (OpenCV convention, see `frustum_pairing`) is appended to the points as
     the attribute `pixel_uv`, so later 3D transforms (flip, rotation, sampling) keep it in
-    step with its point; `PackPairedInputs` moves it to `data_samples.pixel_uv`.
+    step with its point; `PackPairedInputs` moves it to `data_samples.pixel_uv`. When
+    `LoadScenePoints(precomputed_pairs=True)` opened the frame's precomputed pairs, it samples
+    among the stored visible points instead (same result; `load_precomputed_pairs.py`).
 
     Args:
         num_points: points per sample (sampled without replacement, or all plus repeats when
@@ -41,6 +44,9 @@ class FrustumPointPairing(BaseTransform):
         self.min_points = min_points
 
     def transform(self, results: dict) -> dict:
+        pairs = results.pop(PAIRS_KEY, None)
+        if pairs is not None:  # precomputed at preparation, opened by LoadScenePoints
+            return pairs.pair(results, self)
         points = results['points']
         xyz = points.coord.numpy()
         idx, uv = visible_points(
@@ -48,20 +54,29 @@ class FrustumPointPairing(BaseTransform):
             results.get('depth_map'), _maybe(results.get('lidar2depth')), self.occlusion_tol,
             self.keep_missing_depth)
         results['num_visible_points'] = len(idx)
-        if len(idx) < max(self.min_points, 1):
-            frame = results.get('frame_id', results.get('img_path'))
-            raise PairedDataError(
-                f'frame {frame} sees {len(idx)} points (< min_points={self.min_points})',
-                results.get('img_path'), 'too_few_points')
-        if self.num_points is not None:
-            if len(idx) >= self.num_points:
-                pick = np.random.choice(len(idx), self.num_points, replace=False)
-            else:
-                extra = np.random.choice(len(idx), self.num_points - len(idx), replace=True)
-                pick = np.concatenate([np.arange(len(idx)), extra])
+        self.check_visible(len(idx), results)
+        pick = self.pick(len(idx))
+        if pick is not None:
             idx, uv = idx[pick], uv[pick]
         results['points'] = append_uv(points[idx], uv)
         return results
+
+    def check_visible(self, count: int, results: dict) -> None:
+        """Raise `PairedDataError` ('too_few_points') when fewer than `min_points` are seen."""
+        if count < max(self.min_points, 1):
+            frame = results.get('frame_id', results.get('img_path'))
+            raise PairedDataError(
+                f'frame {frame} sees {count} points (< min_points={self.min_points})',
+                results.get('img_path'), 'too_few_points')
+
+    def pick(self, count: int) -> np.ndarray | None:
+        """Positions of the sampled points among `count` visible ones (None: keep all)."""
+        if self.num_points is None:
+            return None
+        if count >= self.num_points:
+            return np.random.choice(count, self.num_points, replace=False)
+        extra = np.random.choice(count, self.num_points - count, replace=True)
+        return np.concatenate([np.arange(count), extra])
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(num_points={self.num_points}, '

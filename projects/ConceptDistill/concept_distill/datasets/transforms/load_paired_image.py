@@ -9,6 +9,7 @@ from mmdet3d.registry import TRANSFORMS
 from PIL import Image
 
 from concept_distill.datasets.converters.scannet_info import DEPTH_SHIFT
+from concept_distill.datasets.frame_pairs import PAIRS_KEY
 from concept_distill.datasets.frustum_pairing import PairedDataError
 
 
@@ -38,7 +39,8 @@ class LoadPairedImage(BaseTransform):
 
     Adds `img` (if with_pixels), `img_shape`, `ori_shape`, `depth_map` (float32 metres,
     0 = no reading) and updates `lidar2img` for the decode scale. A missing or undecodable
-    file raises `PairedDataError` naming it.
+    file raises `PairedDataError` naming it. A frame with precomputed pairs needs no depth
+    frame (it is not read).
     """
 
     def __init__(self, with_pixels: bool = True, with_depth: bool = True,
@@ -73,7 +75,11 @@ class LoadPairedImage(BaseTransform):
 
         depth_path = results.get('depth_path')
         if self.with_depth and depth_path:
-            results['depth_map'] = self._load_depth(depth_path, results.get('depth_shift'))
+            pairs = results.get(PAIRS_KEY)
+            if pairs is not None:  # the occlusion test ran when the pairs were prepared
+                pairs.occlusion_test = True
+            else:
+                results['depth_map'] = self._load_depth(depth_path, results.get('depth_shift'))
         return results
 
     @staticmethod

@@ -11,6 +11,7 @@ from concept_distill.models.distill.interleaved_concept_extractor import (
     InterleavedConceptExtractor,
 )
 from concept_distill.models.distill.minkunet_token_adapter import MinkUNetTokenAdapter
+from concept_distill.models.distill.point_patch_token_adapter import PointPatchTokenAdapter
 from concept_distill.models.distill.point_tokens import BaseTokenAdapter, PointTokens
 from concept_distill.models.distill.pointnet2_token_adapter import PointNet2TokenAdapter
 from concept_distill.models.distill.position_encoding import (
@@ -27,6 +28,7 @@ __all__ = [
     'BaseTokenAdapter', 'CLIPTeacher', 'ConceptAlignmentLoss', 'ConceptDistiller',
     'ConceptExtractor', 'FourierPositionEncoding', 'InterleavedConceptExtractor',
     'LayeredPointTokens', 'LearnedPositionEncoding', 'MinkUNetTokenAdapter',
-    'PointNet2TokenAdapter', 'PointTokens', 'PrefixMappingNetwork', 'ThreeDETRTokenAdapter',
+    'PointNet2TokenAdapter', 'PointPatchTokenAdapter', 'PointTokens', 'PrefixMappingNetwork',
+    'ThreeDETRTokenAdapter',
     'file_sha256', 'pool_concepts',
 ]

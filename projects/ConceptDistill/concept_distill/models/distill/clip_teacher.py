@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import logging
 import os
+import re
 import warnings
+import zipfile
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +16,13 @@ from mmdet3d.registry import MODELS
 from mmengine.logging import print_log
 from torch import nn
 
-from concept_distill.models.distill.prefix_mapping import PrefixMappingNetwork
+from concept_distill.models.distill.prefix_mapping import (
+    MAPPING_TYPES,
+    build_prefix_mapper,
+    clipcap_input_width,
+    clipcap_mapping_type,
+    load_clipcap_mapper,
+)
 
 _DIGEST_CACHE: dict[tuple[str, int, int], str] = {}
 _PRECISIONS = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
@@ -53,17 +62,74 @@ def _plain(value):
     return value
 
 
+def _canonical(name: str) -> str:
+    """open_clip's own spelling of a model name ('ViT-B/32' -> 'ViT-B-32')."""
+    return name.replace('/', '-')
+
+
+@functools.lru_cache(maxsize=1)
+def openai_release_digests() -> dict[str, str]:
+    """sha256 of OpenAI's released CLIP files -> model name, read from open_clip's registry.
+
+    OpenAI publishes each file under a URL whose path is the file's sha256, so a local copy of
+    an OpenAI release is recognised by its digest (HF-hub conversions are other files).
+    """
+    import open_clip
+    from open_clip import pretrained as registry
+
+    out = {}
+    for name, tag in open_clip.list_pretrained():
+        if tag != 'openai' or name.endswith('-quickgelu'):
+            continue
+        url = registry.get_pretrained_cfg(name, tag).get('url', '')
+        match = re.search(r'/([0-9a-f]{64})/', url)
+        if match:
+            out[match.group(1)] = name
+    return out
+
+
+def _is_torchscript_archive(path: str) -> bool:
+    """True for a TorchScript zip (OpenAI's own CLIP releases are such archives)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(n.endswith('/constants.pkl') or '/code/' in n for n in archive.namelist())
+
+
+def _load_torchscript_weights(model: nn.Module, path: str) -> None:
+    """Load the tensors of a TorchScript CLIP archive (OpenAI's format) into an open_clip model.
+
+    torch.load(weights_only=True) refuses these archives; torch.jit.load reads them without
+    unpickling Python objects.
+    """
+    state = torch.jit.load(path, map_location='cpu').state_dict()
+    # OpenAI's archives carry three scalar hyper-parameters, and scripted modules keep
+    # buffers an eager open_clip model does not save.
+    transient = {n for n, _ in model.named_buffers()} - set(model.state_dict())
+    for key in ('input_resolution', 'context_length', 'vocab_size', *transient):
+        state.pop(key, None)
+    model.load_state_dict(state, strict=True)
+
+
 @MODELS.register_module()
 class CLIPTeacher(nn.Module):
     """Frozen open_clip image tower: global embedding, patch tokens and optional prefix tokens.
 
     Args:
         model_name: open_clip built-in model name (e.g. 'ViT-B-16') or 'local-dir:<folder>'.
-        pretrained: path of a local CLIP weights file, or None for a deterministic random init
+            OpenAI's CLIP weights need the '-quickgelu' name (e.g. 'ViT-B-32-quickgelu'): they
+            were trained with QuickGELU, and open_clip's plain names build nn.GELU.
+        pretrained: path of a local CLIP weights file (open_clip / HF state dict, or one of
+            OpenAI's TorchScript releases), or None for a deterministic random init
             (demonstrates the pipeline only; a warning says so). Never a download tag.
         precision: 'fp32', 'fp16' or 'bf16' (open_clip's mixed low precision, LayerNorm in fp32).
-        mapping: None, or dict(checkpoint=path|None, num_prefix=K, prefix_dim=None,
-            hidden_dim=None) for a frozen ClipCap-style mapper to K prefix tokens.
+        mapping: None, or a frozen ClipCap mapper to K prefix tokens: dict(
+            checkpoint=<ClipCap .pt file>|None, mapping_type='mlp'|'transformer',
+            clip_model=<open_clip name of the CLIP it was trained on; required with a file and
+            equal to `model_name`>, num_prefix=K, prefix_dim=W, and the type's own fields
+            (mlp: hidden_dim; transformer: clip_length, num_layers, num_heads, mlp_ratio),
+            normalize_input=None (ClipCap's convention: raw for mlp, unit norm for
+            transformer)). See prefix_mapping.py for the file layout.
         seed: seed of the random init (teacher and mapper) when no weights file is given.
         resize_mode: 'squash' (default: whole frame, aspect not kept, every paired point stays
             visible to the teacher), or open_clip's 'shortest' (centre crop) / 'longest' (pad);
@@ -94,11 +160,14 @@ class CLIPTeacher(nn.Module):
         self.arch_overrides = copy.deepcopy(arch_overrides) if arch_overrides else None
 
         kwargs = {}
+        base_cfg = open_clip.get_model_config(_canonical(model_name))
         if self.arch_overrides:
-            base_cfg = open_clip.get_model_config(model_name.replace('/', '-'))
             if base_cfg is None:
                 raise ValueError(f'unknown open_clip model {model_name!r}')
             kwargs = _deep_update(base_cfg, self.arch_overrides)
+        # open_clip builds QuickGELU only when the model config says so (the '-quickgelu'
+        # names); the activation is part of what the teacher computes.
+        self.quick_gelu = bool((kwargs or base_cfg or {}).get('quick_gelu', False))
 
         if pretrained is not None:
             # A tag such as 'openai' would make open_clip download; only local files are allowed.
@@ -107,10 +176,17 @@ class CLIPTeacher(nn.Module):
                     f'CLIP weights file not found: {pretrained!r} (CLIPTeacher loads local files '
                     f'only; download the weights beforehand and give their path)')
             self.weights_digest = file_sha256(pretrained)
-            model = open_clip.create_model(
-                model_name, pretrained=str(pretrained), precision=precision,
-                pretrained_image=False, pretrained_text=False, require_pretrained=True,
-                **kwargs)
+            self._check_openai_release(str(pretrained))
+            if _is_torchscript_archive(str(pretrained)):
+                model = open_clip.create_model(
+                    model_name, pretrained=None, precision=precision, pretrained_image=False,
+                    pretrained_text=False, **kwargs)
+                _load_torchscript_weights(model, str(pretrained))
+            else:
+                model = open_clip.create_model(
+                    model_name, pretrained=str(pretrained), precision=precision,
+                    pretrained_image=False, pretrained_text=False, require_pretrained=True,
+                    **kwargs)
         else:
             self.weights_digest = f'random-init-seed{seed}'
             # Seeded, RNG-isolated init: two processes build identical weights, so a feature cache
@@ -149,26 +225,96 @@ class CLIPTeacher(nn.Module):
 
         self.mapping = None
         self.mapping_digest = None
+        self.mapping_spec = None
         if mapping is not None:
             self._build_mapping(dict(mapping))
         self.freeze()
 
+    def _check_openai_release(self, path: str) -> None:
+        """OpenAI's CLIP releases must be built with QuickGELU and under their own model."""
+        release = openai_release_digests().get(self.weights_digest)
+        if release is None:
+            return
+        base = _canonical(self.model_name).removesuffix('-quickgelu')
+        if base != release:
+            raise ValueError(f'CLIP weights file {path} is OpenAI\'s {release} release but '
+                             f'teacher.model_name is {self.model_name!r}; use '
+                             f"'{release}-quickgelu'")
+        if not self.quick_gelu:
+            raise ValueError(
+                f'CLIP weights file {path} is OpenAI\'s {release} release, trained with '
+                f'QuickGELU, but teacher.model_name={self.model_name!r} builds nn.GELU (a '
+                f"different network); use model_name='{release}-quickgelu'")
+
     def _build_mapping(self, cfg: dict) -> None:
-        """Build the frozen prefix mapper from a local file (or a seeded random init)."""
+        """Build the frozen prefix mapper from a ClipCap file (or a seeded random init)."""
         checkpoint = cfg.pop('checkpoint', None)
+        clip_model = cfg.pop('clip_model', None)
+        mapping_type = cfg.pop('mapping_type', 'mlp')
+        if mapping_type not in MAPPING_TYPES:
+            raise ValueError(f'teacher.mapping.mapping_type must be one of {MAPPING_TYPES}, '
+                             f'got {mapping_type!r}')
+        if clip_model is not None and _canonical(clip_model) != _canonical(self.model_name):
+            raise ValueError(
+                f'the prefix mapper was trained on CLIP {clip_model!r} '
+                f'(teacher.mapping.clip_model) but the teacher is {self.model_name!r} '
+                f'(teacher.model_name); its prefix tokens would be computed from embeddings it '
+                f'has never seen: use the same open_clip name for both')
+        state = None
+        if checkpoint is not None:
+            if not os.path.isfile(checkpoint):
+                raise FileNotFoundError(f'mapping network file not found: {checkpoint!r}')
+            if clip_model is None:
+                raise ValueError(
+                    f'teacher.mapping.clip_model is required with the mapping file '
+                    f'{checkpoint}: the open_clip name of the CLIP the mapper was trained on '
+                    f"(ClipCap's released mappers: 'ViT-B-32-quickgelu' for the MLP ones)")
+            state = torch.load(checkpoint, map_location='cpu', weights_only=True)
+            self._check_clipcap_file(state, str(checkpoint), mapping_type, clip_model)
+        if cfg.get('normalize_input') is None:
+            cfg.pop('normalize_input', None)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 1)
-            self.mapping = PrefixMappingNetwork(self.embed_dim, **cfg)
-        if checkpoint is None:
+            self.mapping = build_prefix_mapper(self.embed_dim, mapping_type, **cfg)
+        # What shapes the prefix tokens, as built (the config's None fields resolved).
+        spec = {k: v for k, v in cfg.items() if v is not None}
+        spec.update(mapping_type=mapping_type, clip_model=clip_model,
+                    num_prefix=self.mapping.num_prefix, prefix_dim=self.mapping.prefix_dim,
+                    normalize_input=self.mapping.normalize_input)
+        self.mapping_spec = _plain(dict(sorted(spec.items())))
+        if state is None:
             self.mapping_digest = f'random-init-seed{self.seed + 1}'
             print_log('CLIPTeacher: the prefix mapping network is randomly initialised.',
                       logger='current', level=logging.WARNING)
         else:
-            if not os.path.isfile(checkpoint):
-                raise FileNotFoundError(f'mapping network file not found: {checkpoint!r}')
-            state = torch.load(checkpoint, map_location='cpu', weights_only=True)
-            self.mapping.load_mapping_state(state, source=str(checkpoint))
+            load_clipcap_mapper(self.mapping, state, source=str(checkpoint))
             self.mapping_digest = file_sha256(checkpoint)
+
+    def _check_clipcap_file(self, state, source: str, mapping_type: str,
+                            clip_model: str) -> None:
+        """The file is a ClipCap model of the configured type, made for this teacher."""
+        found = clipcap_mapping_type(state) if isinstance(state, dict) else None
+        if found is None:
+            keys = sorted(state)[:6] if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f'mapping network file {source} is not a ClipCap model state dict '
+                             f'(no clip_project.model.0.weight / clip_project.prefix_const; '
+                             f'found {keys})')
+        if found != mapping_type:
+            raise ValueError(f'mapping network file {source} holds a ClipCap {found!r} mapper '
+                             f"but teacher.mapping.mapping_type is {mapping_type!r}")
+        width = clipcap_input_width(state)
+        if width is not None and width != self.embed_dim:
+            raise ValueError(
+                f'mapping network file {source} maps CLIP embeddings of width {width}, but the '
+                f'teacher {self.model_name!r} embeds in {self.embed_dim} (the mapper was made '
+                f'for another CLIP than teacher.model_name)')
+        # ClipCap builds every mapper on OpenAI's CLIP (clip.load), whose activation is QuickGELU.
+        if not self.quick_gelu:
+            raise ValueError(
+                f'mapping network file {source} is a ClipCap mapper, trained on OpenAI CLIP '
+                f'(QuickGELU), but teacher {self.model_name!r} (mapping.clip_model='
+                f'{clip_model!r}) builds nn.GELU; use the open_clip -quickgelu name, e.g. '
+                f"'ViT-B-32-quickgelu', for both")
 
     @property
     def num_prefix(self) -> int:
@@ -185,6 +331,41 @@ class CLIPTeacher(nn.Module):
         """Number of patch tokens per image."""
         grid = getattr(self.visual, 'grid_size', None)
         return int(grid[0] * grid[1]) if grid is not None else -1
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """(rows, cols) of the patch-token grid."""
+        grid = getattr(self.visual, 'grid_size', None)
+        if grid is None:
+            raise ValueError(f'{self.model_name}: the image tower has no patch grid')
+        return int(grid[0]), int(grid[1])
+
+    def pixels_to_grid(self, uv: torch.Tensor, image_hw: tuple[int, int] | torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixels (..., 2) of an (H, W) image given to the teacher -> `grid_sample` coordinates.
+
+        Follows `preprocess` (squash / centre crop / pad) to the teacher's input frame and
+        returns (xy in [-1, 1] of that frame, align_corners=False; valid: inside it).
+        Pixel centres are integers (OpenCV convention, as `pixel_uv`).
+        """
+        h, w = (float(v) for v in image_hw)
+        th, tw = self.image_size
+        if self.resize_mode == 'squash':
+            nh, nw, top, left = th, tw, 0.0, 0.0
+        elif self.resize_mode == 'shortest':
+            scale = max(th / h, tw / w)
+            nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
+            top, left = -float((nh - th) // 2), -float((nw - tw) // 2)
+        else:
+            scale = min(th / h, tw / w)
+            nh, nw = min(th, round(h * scale)), min(tw, round(w * scale))
+            top, left = float((th - nh) // 2), float((tw - nw) // 2)
+        # Pixel edges scale linearly: the centre u of the source lands at (u + .5) * nw / w - .5.
+        x = (uv[..., 0] + 0.5) * nw / w + left
+        y = (uv[..., 1] + 0.5) * nh / h + top
+        xy = torch.stack([x / tw * 2 - 1, y / th * 2 - 1], dim=-1)
+        valid = (xy.abs() <= 1).all(dim=-1)
+        return xy, valid
 
     def freeze(self) -> CLIPTeacher:
         """Turn off gradients for every parameter and switch to eval mode."""
@@ -205,6 +386,8 @@ class CLIPTeacher(nn.Module):
             mean=list(self.mean),
             std=list(self.std),
             mapping_digest=self.mapping_digest,
+            mapping=self.mapping_spec,
+            quick_gelu=self.quick_gelu,
             resize_mode=self.resize_mode,
             arch_overrides=self.arch_overrides,
         ))
@@ -262,8 +445,9 @@ class CLIPTeacher(nn.Module):
 
     def extra_repr(self) -> str:
         return (f'model_name={self.model_name}, weights={self.weights_digest}, '
-                f'precision={self.precision}, image_size={self.image_size}, '
-                f'resize_mode={self.resize_mode}, num_prefix={self.num_prefix}')
+                f'quick_gelu={self.quick_gelu}, precision={self.precision}, '
+                f'image_size={self.image_size}, resize_mode={self.resize_mode}, '
+                f'num_prefix={self.num_prefix}')
 
 
-__all__ = ['CLIPTeacher', 'file_sha256']
+__all__ = ['CLIPTeacher', 'file_sha256', 'openai_release_digests']

@@ -15,6 +15,44 @@ def pool_concepts(concepts: torch.Tensor) -> torch.Tensor:
     return concepts.mean(dim=1)
 
 
+CONCEPT_TARGETS = ('auto', 'prefix_tokens', 'patch_tokens')
+
+
+@torch.no_grad()
+def balanced_assignment(sim: torch.Tensor, epsilon: float = 0.05,
+                        iters: int = 10) -> torch.Tensor:
+    """Entropic optimal transport of P patches onto K concepts with equal shares (Sinkhorn).
+
+    sim (B, K, P) cosine similarities -> weights (B, K, P) whose rows sum to 1 (concept k's
+    distribution over patches; exact) and whose columns sum to about K / P (every patch
+    assigned in full; Sinkhorn's approximation, closer with more `iters`).
+    The equal shares are what keeps concepts apart: a concept cannot take patches from
+    another, so K identical concepts are an unstable point, not a minimum.
+    """
+    b, k, p = sim.shape
+    log_q = sim.float() / epsilon
+    # Log-domain Sinkhorn: alternate the two marginal constraints, the concepts' last so that
+    # each concept's weights are an exact distribution.
+    for _ in range(iters):
+        log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) - math.log(p)
+        log_q = log_q - torch.logsumexp(log_q, dim=2, keepdim=True) - math.log(k)
+    return (log_q + math.log(k)).exp().to(sim.dtype)
+
+
+def sample_patch_features(patch_tokens: torch.Tensor, grid_size: tuple[int, int],
+                          xy: torch.Tensor) -> torch.Tensor:
+    """Bilinear read of (B, P, D) patch tokens on their (rows, cols) grid at xy (B, N, 2) in
+    [-1, 1] (`grid_sample` convention, align_corners=False) -> (B, N, D)."""
+    b, p, d = patch_tokens.shape
+    rows, cols = grid_size
+    if rows * cols != p:
+        raise ValueError(f'{p} patch tokens do not form the teacher grid {rows}x{cols}')
+    fmap = patch_tokens.transpose(1, 2).reshape(b, d, rows, cols)
+    out = F.grid_sample(fmap, xy.unsqueeze(1).to(fmap.dtype), mode='bilinear',
+                        padding_mode='border', align_corners=False)
+    return out.squeeze(2).transpose(1, 2)
+
+
 def _gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """All-gather (B, D) across ranks keeping this rank's slice differentiable."""
     world = dist.get_world_size()
@@ -28,8 +66,15 @@ def _gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 @MODELS.register_module()
 class ConceptAlignmentLoss(nn.Module):
-    """Weighted sum of four alignment terms, each returned as its own `loss_*` entry.
+    """Weighted sum of alignment terms, each returned as its own `loss_*` entry.
 
+    - per-concept (`concept_weight`, on by default; `loss_concept`): each concept has its own
+      target, so the K concepts cannot collapse into one pooled vector. `concept_target`:
+      'prefix_tokens' (concept k vs prefix token k of the frozen ClipCap mapper, as the
+      token-wise term), 'patch_tokens' (balanced soft matching: Sinkhorn assigns every CLIP
+      patch token to the concepts in equal shares, and each concept is pulled to its share,
+      mean weighted 1 - cos), or 'auto' (prefix tokens when the teacher has a mapper, else
+      patch tokens; the distiller resolves it at build time). None turns it off.
     - token-wise (`token_weight`): concept k vs prefix token k of the frozen mapper, cosine
       (1 - cos) or smooth-L1; needs K concepts == K prefix tokens.
     - global (`global_weight`): mean-pooled concepts vs the global CLIP embedding, 1 - cos.
@@ -38,6 +83,9 @@ class ConceptAlignmentLoss(nn.Module):
       (CLIP's log-parameterised logit scale) or fixed; optionally across GPUs.
     - set-to-set (`set_weight`): symmetric Chamfer of cosine distances between the K concepts
       and the P patch tokens (each concept near some patch, each patch near some concept).
+    - dense (`dense_weight`, off by default; `loss_dense`): every point token, through the
+      distiller's dense head, vs the CLIP patch feature at the pixel its point projects to
+      (bilinear on the patch grid), mean 1 - cos over the tokens seen by the image.
 
     Target centring (`center_momentum`): CLIP image embeddings share a large common component
     (random or trained towers: pairwise cosines of 0.5-0.98 between unrelated images), which
@@ -61,15 +109,29 @@ class ConceptAlignmentLoss(nn.Module):
                  gather_distributed: bool = True,
                  set_weight: float = 0.0,
                  set_symmetric: bool = True,
+                 concept_weight: float = 1.0,
+                 concept_target: str | None = 'auto',
+                 match_epsilon: float = 0.05,
+                 match_iters: int = 10,
+                 dense_weight: float = 0.0,
                  center_momentum: float | None = None,
                  embed_dim: int | None = None) -> None:
         super().__init__()
         if token_metric not in ('cosine', 'smooth_l1'):
             raise ValueError(f"token_metric must be 'cosine' or 'smooth_l1', got {token_metric!r}")
-        if min(token_weight, global_weight, contrastive_weight, set_weight) < 0:
+        if concept_target is not None and concept_target not in CONCEPT_TARGETS:
+            raise ValueError(f'concept_target must be one of {CONCEPT_TARGETS} or None, got '
+                             f'{concept_target!r}')
+        if concept_target is None:
+            concept_weight = 0.0
+        weights = (token_weight, global_weight, contrastive_weight, set_weight, concept_weight,
+                   dense_weight)
+        if min(weights) < 0:
             raise ValueError('loss weights must be >= 0')
-        if token_weight + global_weight + contrastive_weight + set_weight == 0:
+        if sum(weights) == 0:
             raise ValueError('ConceptAlignmentLoss: every term has weight 0')
+        if match_epsilon <= 0 or match_iters < 1:
+            raise ValueError('balanced matching needs match_epsilon > 0 and match_iters >= 1')
         if temperature <= 0:
             raise ValueError(f'temperature must be > 0, got {temperature}')
         self.token_weight = token_weight
@@ -81,6 +143,11 @@ class ConceptAlignmentLoss(nn.Module):
         self.gather_distributed = gather_distributed
         self.set_weight = set_weight
         self.set_symmetric = set_symmetric
+        self.concept_weight = concept_weight
+        self.concept_target = concept_target if concept_weight else None
+        self.match_epsilon = match_epsilon
+        self.match_iters = match_iters
+        self.dense_weight = dense_weight
         self.max_log_scale = math.log(max_logit_scale)
         if center_momentum is not None:
             if not 0 <= center_momentum < 1:
@@ -98,16 +165,25 @@ class ConceptAlignmentLoss(nn.Module):
         else:
             self.register_buffer('logit_scale', log_scale)
 
+    def resolve_concept_target(self, has_prefix: bool) -> str | None:
+        """Fix 'auto' to 'prefix_tokens' (the teacher has a mapper) or 'patch_tokens'."""
+        if self.concept_target == 'auto':
+            self.concept_target = 'prefix_tokens' if has_prefix else 'patch_tokens'
+        return self.concept_target
+
     @property
     def needs(self) -> set[str]:
-        """Teacher outputs the active terms read ('global', 'prefix_tokens', 'patch_tokens')."""
+        """Teacher outputs the active terms read ('global', 'prefix_tokens', 'patch_tokens');
+        an unresolved 'auto' concept target reads whichever of the two token sets is given."""
         out = set()
         if self.global_weight or self.contrastive_weight:
             out.add('global')
         if self.token_weight:
             out.add('prefix_tokens')
-        if self.set_weight:
+        if self.set_weight or self.dense_weight:
             out.add('patch_tokens')
+        if self.concept_target in ('prefix_tokens', 'patch_tokens'):
+            out.add(self.concept_target)
         return out
 
     def token_loss(self, concepts: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
@@ -173,20 +249,56 @@ class ConceptAlignmentLoss(nn.Module):
             loss = 0.5 * (loss + (1 - sim.max(dim=1).values).mean())
         return loss
 
+    def matched_patch_loss(self, concepts: torch.Tensor,
+                           patches: torch.Tensor) -> torch.Tensor:
+        """Balanced soft matching: mean over concepts of the assignment-weighted 1 - cos."""
+        sim = F.normalize(concepts, dim=-1) @ F.normalize(patches.to(concepts.dtype),
+                                                          dim=-1).transpose(1, 2)
+        weights = balanced_assignment(sim.detach(), self.match_epsilon, self.match_iters)
+        return ((1 - sim) * weights).sum(dim=2).mean()
+
+    def dense_loss(self, student: torch.Tensor, target: torch.Tensor,
+                   valid: torch.Tensor) -> torch.Tensor:
+        """Mean 1 - cos over the valid point tokens (0 when none is valid)."""
+        cos = F.cosine_similarity(student, target.to(student.dtype), dim=-1)
+        w = valid.to(student.dtype)
+        return ((1 - cos) * w).sum() / w.sum().clamp(min=1)
+
     def forward(self, concepts: torch.Tensor, targets: dict[str, torch.Tensor],
-                prefix_concepts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                prefix_concepts: torch.Tensor | None = None,
+                dense: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+                ) -> dict[str, torch.Tensor]:
         """concepts (B,K,D); targets from the teacher -> dict of weighted `loss_*` terms.
 
-        `prefix_concepts` are the concepts in the prefix-token width when it differs from D.
+        `prefix_concepts` are the concepts in the prefix-token width when it differs from D;
+        `dense` is (student (B,N,D), target (B,N,D), valid (B,N)) for the dense term.
         """
-        missing = self.needs - {k for k, v in targets.items() if v is not None}
+        given = {k for k, v in targets.items() if v is not None}
+        missing = self.needs - given
+        if self.concept_target == 'auto' and not given & {'prefix_tokens', 'patch_tokens'}:
+            missing.add('prefix_tokens or patch_tokens')
         if missing:
             raise KeyError(f'ConceptAlignmentLoss: the active terms need teacher outputs '
                            f'{sorted(missing)} but only {sorted(targets)} were given (configure '
-                           f'a mapping network for prefix tokens, or cache patch tokens)')
+                           f'a mapping network for prefix tokens; with a teacher-feature cache, '
+                           f'cache the tokens: tools/extract_teacher_features.py --tokens '
+                           f'patch|prefix and LoadTeacherFeatures(tokens=True))')
+        if self.dense_weight and dense is None:
+            raise KeyError('ConceptAlignmentLoss: dense_weight > 0 needs the dense student / '
+                           'target features (the distiller computes them from pixel_uv)')
         targets = {k: v.detach() for k, v in targets.items() if v is not None}
         losses = {}
         pooled = pool_concepts(concepts)
+        target = self.concept_target
+        if target == 'auto':
+            target = 'prefix_tokens' if 'prefix_tokens' in targets else 'patch_tokens'
+        if target == 'prefix_tokens':
+            student = concepts if prefix_concepts is None else prefix_concepts
+            losses['loss_concept'] = self.concept_weight * self.token_loss(
+                student, targets['prefix_tokens'])
+        elif target == 'patch_tokens':
+            losses['loss_concept'] = self.concept_weight * self.matched_patch_loss(
+                concepts, targets['patch_tokens'])
         if self.token_weight:
             student = concepts if prefix_concepts is None else prefix_concepts
             losses['loss_token'] = self.token_weight * self.token_loss(
@@ -201,4 +313,8 @@ class ConceptAlignmentLoss(nn.Module):
         if self.set_weight:
             losses['loss_set'] = self.set_weight * self.set_loss(concepts,
                                                                  targets['patch_tokens'])
+        if self.dense_weight:
+            student, dense_target, valid = dense
+            losses['loss_dense'] = self.dense_weight * self.dense_loss(
+                student, dense_target.detach(), valid)
         return losses

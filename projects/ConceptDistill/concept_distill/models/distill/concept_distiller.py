@@ -13,7 +13,28 @@ from concept_distill.models.distill.clip_teacher import CLIPTeacher
 from concept_distill.models.distill.concept_alignment_loss import (
     ConceptAlignmentLoss,
     pool_concepts,
+    sample_patch_features,
 )
+from concept_distill.models.distill.point_tokens import PointTokens
+
+# Rows of the token-to-point distance matrix computed at once (memory ~ rows x points).
+_NN_CHUNK_ELEMENTS = 1 << 24
+
+
+def nearest_point_index(query: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Index (N,) into `points` (M, 3) of the point nearest to each query (N, 3)."""
+    rows = max(1, _NN_CHUNK_ELEMENTS // max(points.shape[0], 1))
+    return torch.cat([torch.cdist(query[i:i + rows], points).argmin(dim=1)
+                      for i in range(0, query.shape[0], rows)])
+
+
+def _random_teacher_error(key: str, what: str) -> ValueError:
+    """The refusal of a real recipe to distil from a random teacher."""
+    return ValueError(
+        f'{key} is not set: {what} would be randomly initialised, and a pre-training run '
+        f'would distil noise. Give the local file ({key}=/path/to/file), or set '
+        f'model.allow_random_teacher=True to run with a random teacher on purpose (tests, '
+        f'the demo).')
 
 
 @MODELS.register_module()
@@ -33,6 +54,12 @@ class ConceptDistiller(BaseModel):
         cached_tokens: what the cache's `teacher_tokens` are: 'patch_tokens' or 'prefix_tokens'.
         log_alignment: add batch `align_cos` / `align_top1` to the loss dict (logged by mmengine;
             the distillation hook switches it).
+        allow_random_teacher: build even when `teacher.pretrained` (or a configured mapper's
+            `teacher.mapping.checkpoint`) is None, i.e. distil from a random network. False by
+            default, so a real recipe without weights stops at build; tests and the demo set
+            True.
+        dense_hidden: hidden width of the dense head (point-token width -> D) used by the
+            loss's dense term; None: a single Linear.
     """
 
     def __init__(self,
@@ -43,6 +70,8 @@ class ConceptDistiller(BaseModel):
                  loss: dict | None = None,
                  cached_tokens: str = 'patch_tokens',
                  log_alignment: bool = True,
+                 allow_random_teacher: bool = False,
+                 dense_hidden: int | None = None,
                  data_preprocessor: dict | nn.Module | None = None,
                  init_cfg: dict | None = None) -> None:
         if data_preprocessor is None:
@@ -59,6 +88,15 @@ class ConceptDistiller(BaseModel):
                              f'{cached_tokens!r}')
         self.cached_tokens = cached_tokens
         self.log_alignment = log_alignment
+        self.allow_random_teacher = allow_random_teacher
+        if not allow_random_teacher:
+            # Checked before the teacher is built: a random ViT-B costs seconds and warns.
+            if teacher.get('pretrained') is None:
+                raise _random_teacher_error('model.teacher.pretrained', 'the CLIP teacher')
+            mapping = teacher.get('mapping')
+            if mapping is not None and mapping.get('checkpoint') is None:
+                raise _random_teacher_error('model.teacher.mapping.checkpoint',
+                                            'the prefix mapping network')
         self.backbone = MODELS.build(backbone)
         self.token_adapter = MODELS.build(token_adapter or dict(type='PointNet2TokenAdapter'))
 
@@ -79,6 +117,8 @@ class ConceptDistiller(BaseModel):
         if loss.get('type') in ('ConceptAlignmentLoss', ConceptAlignmentLoss):
             loss.setdefault('embed_dim', teacher_module.embed_dim)
         self.alignment_loss = MODELS.build(loss)
+        if hasattr(self.alignment_loss, 'resolve_concept_target'):
+            self.alignment_loss.resolve_concept_target(teacher_module.num_prefix > 0)
 
         self.prefix_head = None
         if 'prefix_tokens' in self.alignment_loss.needs:
@@ -90,6 +130,14 @@ class ConceptDistiller(BaseModel):
                                  f'{k_teacher}')
             if teacher_module.prefix_dim != teacher_module.embed_dim:
                 self.prefix_head = nn.Linear(teacher_module.embed_dim, teacher_module.prefix_dim)
+
+        # Dense term: point token (C) -> D, pre-training only (not under `backbone.`).
+        self.dense_head = None
+        if getattr(self.alignment_loss, 'dense_weight', 0):
+            width, dim = self.token_adapter.out_channels, teacher_module.embed_dim
+            self.dense_head = (nn.Linear(width, dim) if dense_hidden is None else
+                               nn.Sequential(nn.Linear(width, dense_hidden), nn.GELU(),
+                                             nn.Linear(dense_hidden, dim)))
 
     # -- the frozen teacher follows the model across devices but never trains -------------
     def _apply(self, fn, *args, **kwargs):
@@ -104,18 +152,29 @@ class ConceptDistiller(BaseModel):
         return self
 
     # -- forward ---------------------------------------------------------------------------
+    def extract(self, batch_inputs: dict,
+                data_samples: list | None = None) -> tuple[PointTokens, torch.Tensor]:
+        """Backbone -> point tokens, and the transformed concept tokens (B, K, D)."""
+        tokens = self.token_adapter(self.backbone, batch_inputs, data_samples)
+        return tokens, self.concept_extractor(tokens)
+
     def extract_concepts(self, batch_inputs: dict,
                          data_samples: list | None = None) -> torch.Tensor:
         """Backbone -> point tokens -> transformed concept tokens (B, K, D)."""
-        tokens = self.token_adapter(self.backbone, batch_inputs, data_samples)
-        return self.concept_extractor(tokens)
+        return self.extract(batch_inputs, data_samples)[1]
+
+    @staticmethod
+    def _cached(data_samples: list | None) -> bool:
+        """True when every sample carries cached teacher embeddings."""
+        cached = [getattr(s, 'teacher_global', None) for s in data_samples or []]
+        return bool(cached) and all(c is not None for c in cached)
 
     def teacher_targets(self, batch_inputs: dict,
                         data_samples: list | None) -> dict[str, torch.Tensor]:
         """Teacher outputs from the feature cache when every sample carries them, else online."""
         device = next(self.concept_extractor.parameters()).device
-        cached = [getattr(s, 'teacher_global', None) for s in data_samples or []]
-        if cached and all(c is not None for c in cached):
+        if self._cached(data_samples):
+            cached = [s.teacher_global for s in data_samples]
             targets = {'global': torch.stack([torch.as_tensor(c) for c in cached])}
             tokens = [getattr(s, 'teacher_tokens', None) for s in data_samples]
             if all(t is not None for t in tokens):
@@ -146,12 +205,51 @@ class ConceptDistiller(BaseModel):
             return self.extract_concepts(inputs, data_samples)
         raise RuntimeError(f'Invalid mode "{mode}": use loss, predict or tensor')
 
+    def dense_pairs(self, tokens: PointTokens, inputs: dict, data_samples: list,
+                    patch_tokens: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(student (B,N,D), CLIP patch feature at each token's pixel (B,N,D), valid (B,N)).
+
+        A token's pixel is the `pixel_uv` of the input point nearest to it (exact for the
+        project's adapters, whose tokens sit on input points); tokens outside the teacher's
+        view (a crop) or padded are not valid.
+        """
+        if data_samples is None or any(getattr(s, 'pixel_uv', None) is None
+                                       for s in data_samples):
+            raise KeyError('the dense term needs data_samples[i].pixel_uv (FrustumPointPairing + '
+                           'PackPairedInputs in the pipeline)')
+        points = inputs['points']
+        cached = self._cached(data_samples)
+        imgs = inputs.get('imgs')
+        xy, valid = [], []
+        for i, sample in enumerate(data_samples):
+            uv = sample.pixel_uv.to(tokens.xyz.device)
+            pts = points[i][:, :3].to(tokens.xyz.dtype)
+            if uv.shape[0] != pts.shape[0]:
+                raise ValueError(f'sample {i}: {uv.shape[0]} pixel_uv for {pts.shape[0]} points')
+            uv = uv[nearest_point_index(tokens.xyz[i], pts)]
+            # The image the teacher saw: the (padded) batch image online, the frame's own
+            # shape for cached features (the cache ran the teacher per frame).
+            hw = (imgs.shape[-2:] if imgs is not None and not cached
+                  else sample.metainfo['img_shape'][:2])
+            grid_xy, inside = self.teacher.pixels_to_grid(uv, hw)
+            xy.append(grid_xy)
+            valid.append(inside)
+        xy, valid = torch.stack(xy), torch.stack(valid)
+        if tokens.mask is not None:
+            valid = valid & tokens.mask
+        target = sample_patch_features(patch_tokens.to(xy.dtype), self.teacher.grid_size, xy)
+        return self.dense_head(tokens.feats), target, valid
+
     def loss(self, inputs: dict, data_samples: list | None = None) -> dict[str, torch.Tensor]:
         """Alignment losses (and, when enabled, batch alignment metrics for the log)."""
-        concepts = self.extract_concepts(inputs, data_samples)
+        tokens, concepts = self.extract(inputs, data_samples)
         targets = self.teacher_targets(inputs, data_samples)
         prefix_concepts = self.prefix_head(concepts) if self.prefix_head is not None else None
-        losses = self.alignment_loss(concepts, targets, prefix_concepts)
+        dense = None
+        if self.dense_head is not None and targets.get('patch_tokens') is not None:
+            dense = self.dense_pairs(tokens, inputs, data_samples, targets['patch_tokens'])
+        losses = self.alignment_loss(concepts, targets, prefix_concepts, dense)
         if self.log_alignment:
             m = alignment_metrics(*self.embed_pair(pool_concepts(concepts).detach(),
                                                    targets['global']))

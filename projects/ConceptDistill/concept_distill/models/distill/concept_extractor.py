@@ -31,16 +31,24 @@ class ConceptLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, concepts: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                pad_mask: torch.Tensor | None) -> torch.Tensor:
-        """concepts (B,K,C); keys/values (B,N,C); pad_mask (B,N) True where padded."""
+                pad_mask: torch.Tensor | None, return_attention: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """concepts (B,K,C); keys/values (B,N,C); pad_mask (B,N) True where padded.
+
+        With ``return_attention`` also the cross-attention weights (B, K, N), averaged over
+        heads (each row sums to 1 over the unpadded tokens).
+        """
         if self.self_attn is not None:
             q = self.norm_self(concepts)
             concepts = concepts + self.drop(self.self_attn(q, q, q, need_weights=False)[0])
         q = self.norm_q(concepts)
-        attended = self.cross_attn(q, keys, values, key_padding_mask=pad_mask,
-                                   need_weights=False)[0]
+        # Weights are asked for only when wanted: need_weights=True leaves torch's fused path.
+        attended, weights = self.cross_attn(q, keys, values, key_padding_mask=pad_mask,
+                                            need_weights=return_attention,
+                                            average_attn_weights=True)
         concepts = concepts + self.drop(attended)
-        return concepts + self.drop(self.ffn(self.norm_ffn(concepts)))
+        concepts = concepts + self.drop(self.ffn(self.norm_ffn(concepts)))
+        return (concepts, weights) if return_attention else concepts
 
 
 @MODELS.register_module()
@@ -122,8 +130,14 @@ class ConceptExtractor(nn.Module):
             xyz = xyz - center
         return self.pos_enc(xyz)
 
-    def forward(self, tokens: PointTokens) -> torch.Tensor:
-        """Point tokens -> transformed concept tokens (B, K, out_dim)."""
+    def forward(self, tokens: PointTokens, return_attention: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Point tokens -> transformed concept tokens (B, K, out_dim).
+
+        With ``return_attention`` returns ``(concepts, maps)``: ``maps[l]`` is layer ``l``'s
+        cross-attention (B, K, N), averaged over heads, each row summing to 1 over the valid
+        tokens (what concept ``k`` reads from which point token; ``maps[-1]`` is the last layer).
+        """
         xyz, feats, mask = tokens
         values = self.input_proj(feats)
         keys = values + self.encode_positions(xyz, mask) if self.pos_enc is not None else values
@@ -137,6 +151,11 @@ class ConceptExtractor(nn.Module):
                 pad_mask = pad_mask.clone()
                 pad_mask[empty] = False
         concepts = self.queries.unsqueeze(0).expand(feats.shape[0], -1, -1)
+        maps = []
         for layer in self.layers:
-            concepts = layer(concepts, keys, values, pad_mask)
-        return self.mlp(self.norm_out(concepts))
+            step = layer(concepts, keys, values, pad_mask, return_attention)
+            concepts = step[0] if return_attention else step
+            if return_attention:
+                maps.append(step[1])
+        out = self.mlp(self.norm_out(concepts))
+        return (out, maps) if return_attention else out

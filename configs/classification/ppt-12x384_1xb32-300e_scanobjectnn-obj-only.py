@@ -1,0 +1,18 @@
+# ScanObjectNN OBJ_ONLY classification (2,048 points), point-patch transformer from scratch.
+#   python tools/train.py configs/classification/ppt-12x384_1xb32-300e_scanobjectnn-obj-only.py
+_base_ = ['./_base_/ppt-12x384_classifier.py', './_base_/scanobjectnn-2k.py',
+          './_base_/object-finetune-300e.py']
+
+variant = 'OBJ_ONLY'
+num_classes = 15
+model = dict(num_classes=num_classes, backbone=dict(num_groups=128, group_size=32))
+train_dataloader = dict(dataset=dict(variant=variant))
+val_dataloader = dict(dataset=dict(variant=variant))
+test_dataloader = val_dataloader
+
+# The project runtime imports concept_distill; the object track's modules register on import.
+custom_imports = dict(
+    imports=['concept_distill', 'concept_distill.datasets.object_datasets',
+             'concept_distill.models.classification',
+             'concept_distill.evaluation.classification_metric'],
+    allow_failed_imports=False)

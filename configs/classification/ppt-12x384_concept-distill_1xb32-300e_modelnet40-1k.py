@@ -1,0 +1,11 @@
+# ModelNet40 classification (1,024 points) from a ConceptDistill pre-trained backbone export.
+#   python tools/train.py configs/classification/ppt-12x384_concept-distill_1xb32-300e_modelnet40-1k.py \
+#       --cfg-options model.backbone.init_cfg.checkpoint=<backbone export .pth>
+_base_ = ['./ppt-12x384_1xb32-300e_modelnet40-1k.py']
+
+pretrained_backbone = ('work_dirs/ppt-12x384_concept-distill_8xb8-100e_scannet-frames/'
+                       'backbone_latest.pth')
+model = dict(backbone=dict(
+    init_cfg=dict(type='Pretrained', checkpoint=pretrained_backbone, prefix='backbone.')))
+# mmengine's Pretrained init only warns on mismatched keys: this hook stops the run instead.
+custom_hooks = [dict(type='PretrainedBackboneCheckHook')]
