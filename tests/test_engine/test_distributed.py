@@ -22,7 +22,11 @@ from mmengine.hooks import Hook
 from mmengine.model import BaseModel, is_model_wrapper
 
 from concept_distill.engine.amp import CPUAmpOptimWrapper, enable_amp
-from concept_distill.engine.distributed import cpu_dist_cfg, cpu_model_wrapper_cfg
+from concept_distill.engine.distributed import (
+    cpu_dist_cfg,
+    cpu_model_wrapper_cfg,
+    init_cpu_process_group,
+)
 
 HERE = Path(__file__).resolve().parent
 N_SAMPLES = 32
@@ -149,6 +153,8 @@ def test_cpu_dist_cfg_and_wrapper_cfg() -> None:
     assert kept['device_ids'] == [3]
     other = cpu_model_wrapper_cfg(dict(type='MMFullyShardedDataParallel'), False)
     assert 'device_ids' not in other
+    with pytest.raises(NotImplementedError, match='torchrun'):
+        init_cpu_process_group('slurm', None)  # mmengine's slurm set-up is CUDA-only
 
 
 def test_enable_amp_by_device() -> None:
