@@ -6,6 +6,10 @@ sampled, also those that touch the floor or a wall in a room), moved to the obje
 convention of ShapeNet / ModelNet (y up, front towards +z, centred on its bounding box and
 scaled into the unit sphere) and labelled per point with the **part** it comes from.
 
+Points are sampled on the exposed surface only: where a primitive touches or enters another
+(a seat's underside on the legs, a cushion on the sofa's base) the contact faces are hidden,
+and points there would carry two labels at one place.
+
 Parts are the primitives a builder concatenates, in the builder's order: ``PART_LAYOUTS``
 gives, per class, the part names and how many triangles each spans (a box has 12, a
 14-segment cylinder with its cap 42). A builder that changes shape breaks that count, and
@@ -101,6 +105,61 @@ def part_labels_of_faces(class_name: str, mesh: TriMesh) -> np.ndarray:
                          f'builder made {len(mesh)}; PART_LAYOUTS no longer matches '
                          f'furniture.py')
     return labels
+
+
+def primitive_ids_of_faces(class_name: str, mesh: TriMesh) -> np.ndarray:
+    """Index of the primitive (box or cylinder) every face belongs to, in builder order."""
+    part_labels_of_faces(class_name, mesh)  # checks that the layout still fits
+    out = np.empty(len(mesh), dtype=np.int64)
+    start, prim = 0, 0
+    counts = [c for _, c in PART_LAYOUTS[class_name] if c > 0]
+    counts.append(len(mesh) - sum(counts))  # the bookshelf's shelves and books (boxes)
+    for count in counts:
+        size = CYL if count == CYL else BOX
+        for k in range(count // size):
+            out[start + k * size:start + (k + 1) * size] = prim
+            prim += 1
+        start += count
+    return out
+
+
+def _inside_primitives(xyz: np.ndarray, own: np.ndarray, mesh: TriMesh, prim: np.ndarray,
+                       eps: float = 1e-6) -> np.ndarray:
+    """Which points lie inside or on another (convex) primitive of the mesh: surfaces that
+    touch another part (a seat's underside on its legs, a cushion on its base) are hidden."""
+    normals = mesh.normals()
+    hidden = np.zeros(len(xyz), dtype=bool)
+    for j in np.unique(prim):
+        faces = np.nonzero(prim == j)[0]
+        verts = mesh.tris[faces].reshape(-1, 3)
+        lo, hi = verts.min(axis=0) - eps, verts.max(axis=0) + eps
+        cand = np.nonzero((own != j) & ~hidden & (xyz >= lo).all(axis=1)
+                          & (xyz <= hi).all(axis=1))[0]
+        if not len(cand):
+            continue
+        n = normals[faces]
+        offset = np.einsum('fk,fk->f', n, mesh.tris[faces, 0])
+        hidden[cand] = (xyz[cand] @ n.T - offset <= eps).all(axis=1)
+    return hidden
+
+
+def sample_exposed(class_name: str, mesh: TriMesh, num_points: int,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Area-uniform samples on the object's outer surface: (xyz (N, 3), face (N,)); samples
+    that fall inside or on another primitive (contact faces, overlaps) are drawn again."""
+    prim = primitive_ids_of_faces(class_name, mesh)
+    xyz_all, face_all, have = [], [], 0
+    for _ in range(20):
+        xyz, face = sample_surface(mesh, max(2 * (num_points - have), 64), rng)
+        keep = ~_inside_primitives(xyz, prim[face], mesh, prim)
+        xyz_all.append(xyz[keep])
+        face_all.append(face[keep])
+        have += int(keep.sum())
+        if have >= num_points:
+            break
+    else:
+        raise RuntimeError(f'{class_name}: too few exposed surface samples')
+    return np.concatenate(xyz_all)[:num_points], np.concatenate(face_all)[:num_points]
 
 
 @dataclass
@@ -212,7 +271,7 @@ def make_object(cls: FurnitureClass | str, instance: int, seed: int = 0,
     parts = part_labels_of_faces(cls.name, local)
     mesh, radius = _normalised(local)
     mesh.sample[:] = True  # a whole object: also the faces hidden by floor or wall in a room
-    xyz, face = sample_surface(mesh, num_points, rng)
+    xyz, face = sample_exposed(cls.name, mesh, num_points, rng)
     rgb = np.round(surface_color(mesh, face, xyz) * 255).astype(np.uint8)
     normals = mesh.normals()[face]
     if normal_noise > 0:
