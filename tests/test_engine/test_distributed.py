@@ -221,7 +221,7 @@ def test_pointnet2_cpu_ops_under_bf16_autocast() -> None:
             feats = backbone(points)['fp_features'][-1]
             loss = feats.float().pow(2).mean()
         loss.backward()
-        return feats.dtype, float(loss), torch.cat([p.grad.flatten()
+        return feats.dtype, float(loss.detach()), torch.cat([p.grad.flatten()
                                                    for p in backbone.parameters()])
 
     dtype, loss, grad = step(amp=True)  # training mode: runs, finite

@@ -28,6 +28,8 @@ TINY_CLIP = dict(embed_dim=32,
                  vision_cfg=dict(image_size=32, layers=2, width=64, head_width=32,
                                  patch_size=16),
                  text_cfg=dict(layers=1, width=32, heads=2, vocab_size=64, context_length=8))
+# Many small GEMMs: one intra-op thread is faster on a shared 2-core machine (conftest).
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 SMALL = dict(num_groups=16, group_size=8, embed_dims=32, num_heads=4,
              patch_hidden_channels=(16, 32), patch_fuse_channels=64, pos_hidden=16)
 
@@ -248,7 +250,8 @@ def test_adapter_gives_one_token_set_per_block() -> None:
     sub = MODELS.build(dict(type='PointPatchTokenAdapter', out_channels=32, use_dims=[0, 1, 2],
                             layer_indices=[1, -1]))
     picked = sub(model.backbone, batch['inputs']).layers
-    assert [torch.equal(p.feats, out['tokens'][i]) for p, i in zip(picked, (1, 3))] == [1, 1]
+    assert len(picked) == 2
+    assert all(torch.equal(p.feats, out['tokens'][i]) for p, i in zip(picked, (1, 3)))
     with pytest.raises(ValueError, match='layer_indices'):
         MODELS.build(dict(type='PointPatchTokenAdapter', out_channels=32, use_dims=[0, 1, 2],
                           layer_indices=[4]))(model.backbone, batch['inputs'])

@@ -82,6 +82,26 @@ def test_points_on_unit_sphere_surfaces_with_outward_normals():
     assert inside(o.xyz + 1e-3 * o.normals).mean() < 0.05
 
 
+@pytest.mark.parametrize('name', ['sofa', 'bed', 'toilet', 'chair'])
+def test_contact_faces_carry_no_points(name):
+    """Where parts touch (a cushion on a base), the hidden faces give no points: no two
+    labels at one place."""
+    o = make_object(name, 1, num_points=3000)
+    d = np.linalg.norm(o.xyz[:, None] - o.xyz[None], axis=2)
+    np.fill_diagonal(d, np.inf)
+    near = d.argmin(axis=1)
+    close = d[np.arange(len(d)), near] < 2e-3
+    mixed = (o.part != o.part[near]) & close
+    assert mixed.mean() < 0.01
+    if name == 'sofa':  # the base's top is sampled only where the cushion leaves it open
+        base_top = (o.part == 0) & (o.normals[:, 1] > 0.5)
+        cushion = o.part == 3
+        lo, hi = o.xyz[cushion].min(axis=0), o.xyz[cushion].max(axis=0)
+        under = ((o.xyz[base_top][:, [0, 2]] > lo[[0, 2]] + 1e-3)
+                 & (o.xyz[base_top][:, [0, 2]] < hi[[0, 2]] - 1e-3)).all(axis=1)
+        assert base_top.any() and not under.any()
+
+
 def test_deterministic_per_seed_class_instance_and_varied_proportions():
     a, b = make_object('sofa', 4, seed=1), make_object('sofa', 4, seed=1)
     np.testing.assert_array_equal(a.xyz, b.xyz)
