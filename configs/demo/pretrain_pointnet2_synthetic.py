@@ -68,3 +68,7 @@ custom_hooks = [dict(type='ConceptDistillHook')]
 log_processor = dict(by_epoch=False)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
+
+# The demo's cache holds global embeddings only, so the per-concept term (which reads CLIP
+# patch tokens) is off here; caching patch tokens (`--tokens patch`) would let it run.
+model = dict(loss=dict(concept_weight=0.0))
