@@ -228,6 +228,15 @@ def test_balanced_assignment_gives_every_concept_an_equal_share() -> None:
     loss = make_loss(concept_target='patch_tokens', concept_weight=1.0)
     value = loss(concepts, {'patch_tokens': patches.unsqueeze(0)})['loss_concept']
     assert value.item() == pytest.approx(1 - 2 ** -0.5, abs=1e-4)  # cos 45 degrees each
+    one = balanced_assignment(sim[:, :1], iters=3)
+    assert torch.allclose(one, torch.full_like(one, 1 / 12))
+    # Nearly identical concepts still split the patches (the similarities are standardised
+    # per patch), instead of both being pulled to the mean patch.
+    close = torch.tensor([[[1.0, 1.0, 1e-3, 0], [1.0, 1.0, 0, 1e-3]]])
+    parts = torch.tensor([[1.0, 1, 1, 0], [1.0, 1, 1, 0], [1.0, 1, 0, 1], [1.0, 1, 0, 1]])
+    unit = torch.nn.functional.normalize
+    w = balanced_assignment(unit(close, dim=-1) @ unit(parts, dim=-1).t(), iters=20)
+    assert torch.allclose(w[0], torch.tensor([[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]]), atol=1e-2)
     apart = torch.tensor([[[1.0, 0, 0, 0], [0, 1.0, 0, 0]]])
     assert loss(apart, {'patch_tokens': patches.unsqueeze(0)})['loss_concept'].item() < 1e-3
 

@@ -166,3 +166,14 @@ def test_create_writes_every_layout(tmp_path):
     cams = json.loads((sn / 'shapenet_views/90000002-chair_0001/cameras.json').read_text())
     assert [v['file'] for v in cams['views']] == ['00.png', '01.png']
     assert np.asarray(cams['views'][0]['world2cam']).shape == (4, 4)
+
+
+def test_create_object_data_tool(tmp_path, import_tool, capsys):
+    tool = import_tool('create_object_data')
+    summary = tool.main(['--out-dir', str(tmp_path), '--num-per-class', '2',
+                         '--test-per-class', '1', '--val-per-class', '0', '--classes', 'sink',
+                         '--layouts', 'modelnet40', 'scanobjectnn', '--num-points', '500'])
+    assert json.loads(capsys.readouterr().out) == summary
+    assert summary['counts'] == dict(train=1, val=0, test=1)
+    assert (tmp_path / 'modelnet40_normal_resampled' / 'sink' / 'sink_0002.txt').is_file()
+    assert (tmp_path / 'scanobjectnn' / 'main_split_nobg' / 'test_objectdataset.h5').is_file()

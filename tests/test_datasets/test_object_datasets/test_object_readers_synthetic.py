@@ -108,3 +108,22 @@ def test_point_sample_methods_keep_labels_aligned():
     assert spread(fps['points']) > spread(xyz[:10])
     short = ObjectPointSample(150, 'random', deterministic=True).transform(dict(results))
     assert len(short['points']) == 150 and set(short['part_labels'].tolist()) == set(range(100))
+
+
+def test_fewshot_fold_dataset(root):
+    mn = dict(type='ModelNet40Dataset', data_root=str(root / 'modelnet40_normal_resampled'))
+    fold = dict(type='FewShotObjectDataset', train_dataset=dict(mn, split='train'),
+                test_dataset=dict(mn, split='test'), n_way=2, k_shot=2, n_query=1, fold=1,
+                seed=0, pipeline=[dict(type='ObjectPointSample', num_points=256),
+                                  dict(type='PackObjectInputs')])
+    support = DATASETS.build(dict(fold, split='support'))
+    query = DATASETS.build(dict(fold, split='query'))
+    assert support.fold == query.fold and len(support) == 4 and len(query) == 2
+    drawn = support.fold.classes
+    assert support.metainfo['classes'] == tuple(CLASSES[c] for c in drawn)
+    labels = [int(support[i]['data_samples'].gt_label) for i in range(4)]
+    assert labels == [0, 0, 1, 1]  # relabelled 0..n_way-1 in the drawn order
+    shapes = [support.get_data_info(i)['shape_id'] for i in range(4)]
+    assert [s.rsplit('_', 1)[0] for s in shapes] == [CLASSES[drawn[0]]] * 2 + \
+        [CLASSES[drawn[1]]] * 2
+    assert [int(query[i]['data_samples'].gt_label) for i in range(2)] == [0, 1]

@@ -53,7 +53,8 @@ def test_classifier_modes():
     torch.testing.assert_close(again[0].pred_score_vote, out[0].pred_score_vote)  # seeded
     plain = _classifier()
     plain.eval()
-    out = plain(**data, mode='predict')
+    fresh = [BaseDataElement(gt_label=torch.tensor([i % 4])) for i in range(4)]
+    out = plain(inputs=data['inputs'], data_samples=fresh, mode='predict')
     assert 'pred_label_vote' not in out[0]
     with pytest.raises(ValueError, match="mode must be 'loss', 'predict' or 'tensor'"):
         model(**data, mode='nope')

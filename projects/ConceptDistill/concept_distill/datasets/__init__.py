@@ -4,6 +4,7 @@ point-to-pixel pairing and the teacher-feature cache (registered on import).
 Offline preparation (ScanNet export, mmdet3d's converters, synthetic scenes, teacher-feature
 extraction) lives in ``concept_distill.datasets.converters``.
 """
+from concept_distill.datasets import object_datasets  # noqa: F401  (registers the object readers)
 from concept_distill.datasets.frustum_pairing import (
     PairedDataError,
     color_agreement,

@@ -26,11 +26,18 @@ def balanced_assignment(sim: torch.Tensor, epsilon: float = 0.05,
     sim (B, K, P) cosine similarities -> weights (B, K, P) whose rows sum to 1 (concept k's
     distribution over patches; exact) and whose columns sum to about K / P (every patch
     assigned in full; Sinkhorn's approximation, closer with more `iters`).
-    The equal shares are what keeps concepts apart: a concept cannot take patches from
-    another, so K identical concepts are an unstable point, not a minimum.
+    The equal shares keep concepts apart: a concept cannot take the patches of another.
+    Each patch's similarities are standardised over the concepts first, so `epsilon` is in
+    units of how much the concepts differ at that patch: concepts that are still nearly
+    identical (as an extractor starts) split the patches sharply instead of sharing them
+    uniformly, which would pull every concept to the same mean patch and keep them collapsed.
     """
     b, k, p = sim.shape
-    log_q = sim.float() / epsilon
+    if k == 1:  # one concept takes every patch
+        return torch.ones_like(sim) / p
+    sim = sim.float()
+    z = (sim - sim.mean(dim=1, keepdim=True)) / sim.std(dim=1, keepdim=True).clamp(min=1e-6)
+    log_q = z / epsilon
     # Log-domain Sinkhorn: alternate the two marginal constraints, the concepts' last so that
     # each concept's weights are an exact distribution.
     for _ in range(iters):
@@ -71,10 +78,10 @@ class ConceptAlignmentLoss(nn.Module):
     - per-concept (`concept_weight`, on by default; `loss_concept`): each concept has its own
       target, so the K concepts cannot collapse into one pooled vector. `concept_target`:
       'prefix_tokens' (concept k vs prefix token k of the frozen ClipCap mapper, as the
-      token-wise term), 'patch_tokens' (balanced soft matching: Sinkhorn assigns every CLIP
-      patch token to the concepts in equal shares, and each concept is pulled to its share,
-      mean weighted 1 - cos), or 'auto' (prefix tokens when the teacher has a mapper, else
-      patch tokens; the distiller resolves it at build time). None turns it off.
+      token-wise term), 'patch_tokens' (balanced matching: Sinkhorn assigns every CLIP patch
+      token to the concepts in equal shares, `balanced_assignment`, and each concept is pulled
+      to its share, mean weighted 1 - cos), or 'auto' (prefix tokens when the teacher has a
+      mapper, else patch tokens; the distiller resolves it at build time). None turns it off.
     - token-wise (`token_weight`): concept k vs prefix token k of the frozen mapper, cosine
       (1 - cos) or smooth-L1; needs K concepts == K prefix tokens.
     - global (`global_weight`): mean-pooled concepts vs the global CLIP embedding, 1 - cos.
