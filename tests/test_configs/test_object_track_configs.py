@@ -52,8 +52,7 @@ def test_recipe(path):
 @pytest.fixture(scope='module')
 def export(tmp_path_factory) -> Path:
     """A backbone export of the pre-training model config (random weights, real keys)."""
-    if not PRETRAIN_MODEL.is_file():
-        pytest.skip(f'{PRETRAIN_MODEL} not present')
+    assert PRETRAIN_MODEL.is_file(), f'{PRETRAIN_MODEL} is missing from the checkout'
     backbone = MODELS.build(_cfg(PRETRAIN_MODEL).model.backbone)
     path = tmp_path_factory.mktemp('export') / 'backbone.pth'
     torch.save(dict(state_dict={f'backbone.{k}': v for k, v in backbone.state_dict().items()}),
