@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.logging import MessageHub, MMLogger
-from test_method_distiller import build_distiller, optim_wrapper_for
+from distill_builders import build_distiller, optim_wrapper_for
 
 from concept_distill.hooks import ConceptDistillHook
 

@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 FIGURES = ('curves.png', 'pairing.png', 'concepts.png', 'boxes.png')
 
 

@@ -12,7 +12,7 @@ import torch
 from mmdet3d.registry import MODELS
 from mmengine.config import Config
 from mmengine.logging import MMLogger
-from test_method_distiller import (
+from distill_builders import (
     REPO,
     VOTENET_CFG,
     build_distiller,

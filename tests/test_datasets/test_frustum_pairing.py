@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import REPO_ROOT
 import numpy as np
 import pytest
 from mmdet3d.registry import DATASETS
@@ -17,7 +18,7 @@ from concept_distill.datasets import color_agreement
 from concept_distill.datasets.converters import create_synthetic_scannet
 from concept_distill.visualization.pair_inspection import load_pair
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 SUN = dict(ann_file='sunrgbd_000017_infos.pkl', data_prefix=dict(pts='', img=''))
 
 
