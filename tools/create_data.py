@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-from pathlib import Path
 
 from concept_distill.engine.progress import progress_bar
 
@@ -44,9 +42,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--max-frames-per-scene', type=int, default=None)
     p.add_argument('--no-depth', action='store_true', help='do not export depth frames')
     p.add_argument('--force', action='store_true', help='re-export scenes exported with '
-                   'other options')
+                   'other options, and delete points/, masks, seg_info/ and info files that '
+                   'another tool wrote before converting (the raw scans are kept)')
+    p.add_argument('--no-pairs', action='store_true', help='skip precomputing the frames\' '
+                   'visible points (the `pairs` step, run by default with the paired configs\' '
+                   'parameters)')
     for name in ('sunrgbd', 's3dis'):
-        common(sub.add_parser(name, help=f'{name} as mmdet3d prepares it (v2 infos)'))
+        p = sub.add_parser(name, help=f'{name} as mmdet3d prepares it (v2 infos)')
+        common(p)
+        p.add_argument('--force', action='store_true', help='delete points/ (masks, seg_info/) '
+                       'and info files that another tool wrote before converting (the raw data '
+                       'is kept)')
 
     p = sub.add_parser('synthetic', help='generate a synthetic ScanNet-format root')
     common(p)
@@ -62,6 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    'instead, to be prepared with the `scannet` sub-command')
     p.add_argument('--force', action='store_true', help='empty a non-empty --root-path that '
                    'holds something else (everything in it is deleted)')
+    p.add_argument('--no-pairs', action='store_true', help='skip precomputing the frames\' '
+                   'visible points (the `pairs` step, run by default with the paired configs\' '
+                   'parameters)')
 
     p = sub.add_parser('pairs', help="precompute each frame's visible points (after scannet, "
                        'sunrgbd or synthetic; see docs/data_preparation.md)')
@@ -72,45 +81,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def synthetic(args: argparse.Namespace) -> dict:
-    """The `synthetic` sub-command."""
-    from concept_distill.datasets.converters.synthetic import (
-        create_synthetic_scannet,
-        generate_scenes,
-    )
-    from concept_distill.datasets.converters.synthetic.scannet_raw_writer import (
-        write_label_map,
-        write_raw_scene,
-    )
-    from concept_distill.datasets.converters.synthetic.synthetic_scannet import split_scenes
+def with_pairs(args: argparse.Namespace, summary: dict) -> dict:
+    """After `scannet` / `synthetic`: precompute every frame's visible points (the `pairs`
+    step), which the paired configs read by default, unless --no-pairs (or a raw layout)."""
+    if args.no_pairs or getattr(args, 'raw', False):
+        return summary
+    from concept_distill.datasets.converters.frame_pairing import precompute_frame_pairs
 
-    root = Path(args.root_path)
-    if args.raw:
-        root.mkdir(parents=True, exist_ok=True)
-        names = []
-        with progress_bar('synthetic raw scenes', 'scene') as progress:
-            for scene in generate_scenes(args.num_scenes, args.seed, args.num_frames,
-                                         args.points_per_scene, tuple(args.image_size)):
-                write_raw_scene(root / 'scans', scene)
-                names.append(scene.name)
-                progress(len(names), args.num_scenes)
-        write_label_map(root / 'scannetv2-labels.combined.tsv')
-        train, val = split_scenes(names, args.val_scenes)
-        (root / 'meta_data').mkdir(exist_ok=True)
-        for split, members in (('train', train), ('val', val), ('test', [])):
-            (root / 'meta_data' / f'scannetv2_{split}.txt').write_text(
-                ''.join(f'{n}\n' for n in members))
-        return dict(root=str(root), raw=True, scenes=names, train=train, val=val)
-    with progress_bar('synthetic scenes', 'scene') as progress:
-        summary = create_synthetic_scannet(root, args.num_scenes, args.seed, args.num_frames,
-                                           args.points_per_scene, tuple(args.image_size),
-                                           args.val_scenes, progress=progress)
-    out = Path(args.out_dir) if args.out_dir else root
-    if out.resolve() != root.resolve():
-        out.mkdir(parents=True, exist_ok=True)
-        for split in ('train', 'val'):
-            shutil.move(str(root / f'scannet_infos_{split}.pkl'),
-                        str(out / f'scannet_infos_{split}.pkl'))
+    # The parameters are those of configs/_base_/datasets/scannet-paired.py; an export
+    # without depth frames gets no occlusion test, as its pipelines (with_depth=False) do.
+    with progress_bar('frame pairs', 'frame') as progress:
+        summary['pairs'] = precompute_frame_pairs(
+            args.root_path, info_dir=args.out_dir, workers=args.workers,
+            with_depth=not getattr(args, 'no_depth', False), progress=progress)
     return summary
 
 
@@ -121,9 +104,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.dataset == 'synthetic':
         from concept_distill.datasets.converters.output_guard import run_guarded
+        from concept_distill.datasets.converters.synthetic.synthetic_command import run_synthetic
 
         summary = run_guarded(args.root_path, 'synthetic', vars(args), args.force,
-                              lambda: synthetic(args))
+                              lambda: with_pairs(args, run_synthetic(args)))
     elif args.dataset == 'scannet':
         from concept_distill.datasets.converters.scannet_converter import convert_scannet
 
@@ -131,19 +115,18 @@ def main(argv: list[str] | None = None) -> dict:
             summary = convert_scannet(args.root_path, args.out_dir, args.frame_stride,
                                       args.max_frames_per_scene, not args.no_depth,
                                       args.workers, progress=progress, force=args.force)
+        summary = with_pairs(args, summary)
     elif args.dataset == 'pairs':
         from concept_distill.datasets.converters.frame_pairing import pairs_from_args
 
         with progress_bar('frame pairs', 'frame') as progress:
             summary = pairs_from_args(args, progress)
     else:
-        from concept_distill.datasets.converters.indoor_converters import run_indoor_converter
+        from concept_distill.datasets.converters.indoor_converters import convert_indoor
 
         with progress_bar(f'{args.dataset} samples', 'sample') as progress:
-            written = run_indoor_converter(args.dataset, args.root_path,
-                                           args.out_dir or args.root_path, args.workers,
-                                           progress=progress)
-        summary = dict(root=args.root_path, info_files=[str(p) for p in written])
+            summary = convert_indoor(args.dataset, args.root_path, args.out_dir, args.workers,
+                                     progress=progress, force=args.force)
     print(json.dumps(summary, indent=1))
     return summary
 

@@ -15,18 +15,19 @@ image_preprocessing = {{_base_.image_preprocessing}}
 num_points = 4096
 max_iters = 50
 
-# Cached teacher: images are not decoded; LoadTeacherFeatures adds teacher_global (the
-# default loss has no set-to-set term, so no patch tokens are cached or read).
+# Cached teacher: images are not decoded; LoadTeacherFeatures adds teacher_global and the CLIP
+# patch tokens (the per-concept term's targets: the demo caches them with --tokens patch).
+# Pairs come from the `<frame>.pairs` files `create_data.py synthetic` writes.
 # ResizeCropForTeacher needs no decoded image: it maps pixel_uv into the teacher's 224x224
 # frame, the one the teacher saw.
 paired_loading = [
     dict(type='LoadScenePoints', coord_type='DEPTH', shift_height=True, load_dim=6,
-         use_dim=[0, 1, 2]),
+         use_dim=[0, 1, 2], precomputed_pairs=True),
     dict(type='LoadPairedImage', with_pixels=False, with_depth=True),
     image_preprocessing,
     dict(type='FrustumPointPairing', num_points=num_points, depth_range=(0.1, 10.0),
          occlusion_tol=0.1, min_points=512),
-    dict(type='LoadTeacherFeatures', cache_dir=teacher_cache, teacher=teacher,
+    dict(type='LoadTeacherFeatures', cache_dir=teacher_cache, tokens=True, teacher=teacher,
          preprocessing=image_preprocessing),
     dict(type='GlobalAlignment', rotation_axis=2),
 ]
@@ -68,7 +69,3 @@ custom_hooks = [dict(type='ConceptDistillHook')]
 log_processor = dict(by_epoch=False)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
-
-# The demo's cache holds global embeddings only, so the per-concept term (which reads CLIP
-# patch tokens) is off here; caching patch tokens (`--tokens patch`) would let it run.
-model = dict(loss=dict(concept_weight=0.0))

@@ -205,7 +205,7 @@ def plan(args: argparse.Namespace, out: Path) -> tuple[list[Stage], dict]:
     stages += [
         Stage("Cache the CLIP teacher's embeddings of every frame", [
             PY, 'tools/extract_teacher_features.py', PRETRAIN_CFG, '--cache-dir', str(cache),
-            '--cfg-options', *pre_opts, *pre_transforms], out / 'logs' / 'teacher_cache.log'),
+            '--tokens', 'patch', '--cfg-options', *pre_opts, *pre_transforms], out / 'logs' / 'teacher_cache.log'),
         Stage('Pre-train PointNet2SASSG with concept alignment', [
             PY, 'tools/train.py', PRETRAIN_CFG, '--work-dir', str(out / 'pretrain'),
             '--cfg-options', *pre_opts, *pre_transforms], out / 'logs' / 'pretrain.log'),
