@@ -43,7 +43,7 @@ teacher_image_size = (224, 224)
 image_preprocessing = dict(type='ResizeCropForTeacher', size=teacher_image_size, mode='squash')
 load_points = dict(type='LoadScenePoints', coord_type='DEPTH', shift_height=False,
                    use_color=True, load_dim=6, use_dim=[0, 1, 2, 3, 4, 5],
-                   backend_args=backend_args)
+                   backend_args=backend_args, precomputed_pairs=True)
 # Every visible point of the frame (voxelisation removes duplicates), as the segmentation
 # configs load them: unaligned scan frame, colours 0-1; the segmentation augmentations.
 pairing = dict(type='FrustumPointPairing', num_points=None, depth_range=(0.1, 10.0),

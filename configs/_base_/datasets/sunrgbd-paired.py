@@ -15,9 +15,11 @@ num_points = 8192
 # Points as the downstream VoteNet SUN RGB-D config loads them (xyz + height); there is no
 # separate depth frame (the cloud is the depth frame), so no occlusion test is needed.
 # Loading and pairing, shared by both pipelines; training adds the 3D augmentations.
+# Frames with a `.pairs` file (`create_data.py pairs --pts-prefix points --img-prefix
+# sunrgbd_trainval/image --no-depth-test`) are paired from it, the others online.
 paired_loading = [
     dict(type='LoadScenePoints', coord_type='DEPTH', shift_height=True, load_dim=6,
-         use_dim=[0, 1, 2], backend_args=backend_args),
+         use_dim=[0, 1, 2], backend_args=backend_args, precomputed_pairs=True),
     dict(type='LoadPairedImage', with_pixels=True, with_depth=False,
          decode_size=teacher_image_size),
     image_preprocessing,
