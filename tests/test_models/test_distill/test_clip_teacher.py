@@ -372,3 +372,72 @@ def test_clipcap_real_sizes_from_the_config(repo_root) -> None:
     assert shapes == {'model.0.weight': (3840, 512), 'model.0.bias': (3840,),
                       'model.2.weight': (7680, 3840), 'model.2.bias': (7680,)}
     assert mapper.normalize_input is False
+
+
+@pytest.mark.parametrize('mapping_type', ['mlp', 'transformer'])
+def test_package_mappers_load_a_clipcap_file(tmp_path, mapping_type: str) -> None:
+    """Both mapper classes, as the package exports them, load a ClipCap file as saved."""
+    from concept_distill.models.distill import (
+        MAPPING_TYPES,
+        PrefixMappingNetwork,
+        TransformerPrefixMapper,
+        load_clipcap_mapper,
+    )
+
+    assert MAPPING_TYPES == ('mlp', 'transformer')
+    path = tmp_path / 'clipcap.pt'
+    torch.save(clipcap_state(mapping_type, seed=3), path)
+    state = torch.load(path, weights_only=True)
+    if mapping_type == 'mlp':  # ClipCap: MLP((prefix_size, K*W // 2, K*W))
+        mapper = PrefixMappingNetwork(32, **CLIPCAP)
+    else:  # ClipCap: TransformerMapper(prefix_size, W, K, clip_length, num_layers)
+        mapper = TransformerPrefixMapper(32, clip_length=CLIP_LENGTH, num_layers=MAPPER_LAYERS,
+                                         num_heads=MAPPER_HEADS, **CLIPCAP)
+    assert mapper.mapping_type == mapping_type
+    counts = load_clipcap_mapper(mapper, state, str(path))
+    assert counts == dict(kept=sum(k.startswith('clip_project.') for k in state), ignored=9)
+    embedding = torch.randn(3, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = mapper(embedding)
+    assert out.shape == (3, CLIPCAP['num_prefix'], CLIPCAP['prefix_dim'])
+    assert torch.allclose(out, clipcap_reference(state, mapping_type, embedding), atol=1e-5)
+
+
+def test_transformer_mapper_mismatches_name_the_keys() -> None:
+    from concept_distill.models.distill import TransformerPrefixMapper, load_clipcap_mapper
+
+    state = clipcap_state('transformer')
+    deeper = TransformerPrefixMapper(32, clip_length=CLIP_LENGTH, num_layers=MAPPER_LAYERS + 1,
+                                     **CLIPCAP)
+    with pytest.raises(ValueError, match=r"x\.pt does not match the configured 'transformer' "
+                                         r"mapper.*missing keys \['clip_project\.transformer"
+                                         r"\.layers\.2\."):
+        load_clipcap_mapper(deeper, state, 'x.pt')
+    longer = TransformerPrefixMapper(32, clip_length=CLIP_LENGTH + 1, num_layers=MAPPER_LAYERS,
+                                     **CLIPCAP)
+    with pytest.raises(ValueError, match=r'clip_project\.linear\.weight: file \(48, 32\) vs '
+                                         r'model \(64, 32\)'):
+        load_clipcap_mapper(longer, state, 'x.pt')
+
+
+def test_transformer_mapper_has_clipcap_released_shapes() -> None:
+    """ClipCap's released transformer model: RN50x4 (D = 640), K = L = 40, W = 768, 8 layers
+    of 8 heads, MLP ratio 2 (its train.py defaults for --mapping_type transformer)."""
+    from concept_distill.models.distill import TransformerPrefixMapper
+
+    with torch.device('meta'):
+        mapper = TransformerPrefixMapper(640, num_prefix=40, prefix_dim=768, clip_length=40)
+    shapes = {k: tuple(v.shape) for k, v in mapper.state_dict().items()}
+    want = {'linear.weight': (40 * 768, 640), 'linear.bias': (40 * 768,),
+            'prefix_const': (40, 768)}
+    for i in range(8):
+        p = f'transformer.layers.{i}.'
+        want.update({p + 'norm1.weight': (768,), p + 'norm1.bias': (768,),
+                     p + 'attn.to_queries.weight': (768, 768),
+                     p + 'attn.to_keys_values.weight': (1536, 768),
+                     p + 'attn.project.weight': (768, 768), p + 'attn.project.bias': (768,),
+                     p + 'norm2.weight': (768,), p + 'norm2.bias': (768,),
+                     p + 'mlp.fc1.weight': (1536, 768), p + 'mlp.fc1.bias': (1536,),
+                     p + 'mlp.fc2.weight': (768, 1536), p + 'mlp.fc2.bias': (768,)})
+    assert shapes == want
+    assert mapper.normalize_input is True

@@ -18,7 +18,13 @@ from concept_distill.models.distill.position_encoding import (
     FourierPositionEncoding,
     LearnedPositionEncoding,
 )
-from concept_distill.models.distill.prefix_mapping import PrefixMappingNetwork
+from concept_distill.models.distill.prefix_mapping import (
+    MAPPING_TYPES,
+    PrefixMappingNetwork,
+    TransformerPrefixMapper,
+    build_prefix_mapper,
+    load_clipcap_mapper,
+)
 from concept_distill.models.distill.threedetr_token_adapter import (
     LayeredPointTokens,
     ThreeDETRTokenAdapter,
@@ -27,8 +33,8 @@ from concept_distill.models.distill.threedetr_token_adapter import (
 __all__ = [
     'BaseTokenAdapter', 'CLIPTeacher', 'ConceptAlignmentLoss', 'ConceptDistiller',
     'ConceptExtractor', 'FourierPositionEncoding', 'InterleavedConceptExtractor',
-    'LayeredPointTokens', 'LearnedPositionEncoding', 'MinkUNetTokenAdapter',
+    'LayeredPointTokens', 'LearnedPositionEncoding', 'MAPPING_TYPES', 'MinkUNetTokenAdapter',
     'PointNet2TokenAdapter', 'PointPatchTokenAdapter', 'PointTokens', 'PrefixMappingNetwork',
-    'ThreeDETRTokenAdapter',
-    'file_sha256', 'pool_concepts',
+    'ThreeDETRTokenAdapter', 'TransformerPrefixMapper',
+    'build_prefix_mapper', 'file_sha256', 'load_clipcap_mapper', 'pool_concepts',
 ]
