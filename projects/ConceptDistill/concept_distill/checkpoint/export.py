@@ -17,12 +17,12 @@ from concept_distill.checkpoint.backbone_checkpoint import (
     load_checkpoint_dict,
     save_backbone_checkpoint,
 )
-from concept_distill.checkpoint.checkpoint_io import UntrustedCheckpointError
+from concept_distill.checkpoint.checkpoint_io import NotACheckpointError, UntrustedCheckpointError
 from concept_distill.engine.cli import load_config
 
 # What a failed export raises: the CLI reports these as one line and exits 1.
-EXPORT_ERRORS = (UntrustedCheckpointError, BackboneCheckpointError, FileExistsError,
-                 FileNotFoundError, ModuleNotFoundError)
+EXPORT_ERRORS = (NotACheckpointError, UntrustedCheckpointError, BackboneCheckpointError,
+                 FileExistsError, FileNotFoundError, ModuleNotFoundError)
 
 
 class ExportResult(NamedTuple):
