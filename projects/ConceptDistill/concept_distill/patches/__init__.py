@@ -23,6 +23,9 @@ Each patch, its target, where it acts, and why:
   skipped; a kernel already in the 2.x shape is now loaded as is.
 - ``minkunet_backbone_args``: mmdet3d ``MinkUNetBackbone.__init__``. CPU and GPU: it mutates
   the config's channel lists, so a second build from one config failed; it now gets copies.
+- ``mmdet3d_points_loader``: mmdet3d ``LoadPointsFromFile._load_points``. CPU and GPU: a
+  truncated ``.bin`` failed in numpy's reshape naming no file; it now names the file, its
+  size and the row width (``load_dim``) expected.
 
 The order matters in one place only: ``mmcv_point_ops`` rebinds ``points_in_boxes_*`` in the
 modules that already imported them, so it runs after mmdet3d's box structures are imported
@@ -40,6 +43,7 @@ PATCHES: dict[str, tuple[str, str]] = {
     'spconv_cpu_algorithm': ('spconv SparseConvolution.forward', 'CPU only'),
     'spconv_state_dict_layout': ('spconv SparseModule._load_from_state_dict', 'CPU and GPU'),
     'minkunet_backbone_args': ('mmdet3d MinkUNetBackbone.__init__', 'CPU and GPU'),
+    'mmdet3d_points_loader': ('mmdet3d LoadPointsFromFile._load_points', 'CPU and GPU'),
 }
 
 
