@@ -34,7 +34,7 @@ def setup(tmp_path_factory):
         f"_base_ = ['{REPO_ROOT}/configs/_base_/datasets/scannet-paired.py']\n"
         f"train_dataloader = dict(dataset=dict(data_root='{root}'))\n"
         f"val_dataloader = dict(dataset=dict(data_root='{root}'))\n"
-        f'model = dict(teacher={TEACHER!r})\n')
+        f'model = dict(allow_random_teacher=True, teacher={TEACHER!r})\n')
     return tmp, root, cfg_path
 
 
@@ -61,7 +61,7 @@ def test_extract_resume_and_read_back(setup, capsys, import_tool):
 
     # Plain files only: JSON index and float16 .npy that load without pickle.
     assert sorted(p.name for p in cache_dir.iterdir()) == [
-        'digests.npy', 'global.npy', 'index.json', 'progress.json', 'tokens.npy', 'valid.npy']
+        'digests.npy', 'global.npy', 'index.json', 'tokens.npy', 'valid.npy']
     index = json.loads((cache_dir / 'index.json').read_text())
     g = np.load(cache_dir / 'global.npy', allow_pickle=False)
     t = np.load(cache_dir / 'tokens.npy', allow_pickle=False)
@@ -69,7 +69,8 @@ def test_extract_resume_and_read_back(setup, capsys, import_tool):
     assert g.shape == (5, 32) and t.shape == (5, 4, 32)  # 224 px squashed to 32: 2x2 patches
     assert index['key']['teacher']['weights_digest'] == 'random-init-seed0'
     assert index['key']['preprocessing'] == dict(type='ResizeCropForTeacher', size=[224, 224],
-                                                 mode='squash', crop='center')
+                                                 mode='squash', crop='center',
+                                                 decode_size=[224, 224])
 
     # The cached rows are the teacher's outputs for the same preprocessed frames.
     teacher = MODELS.build(TEACHER)
@@ -151,7 +152,7 @@ def _config(tmp, root) -> Config:
         f"_base_ = ['{REPO_ROOT}/configs/_base_/datasets/scannet-paired.py']\n"
         f"train_dataloader = dict(dataset=dict(data_root='{root}'))\n"
         f"val_dataloader = dict(dataset=dict(data_root='{root}'))\n"
-        f'model = dict(teacher={TEACHER!r})\n')
+        f'model = dict(allow_random_teacher=True, teacher={TEACHER!r})\n')
     return Config.fromfile(str(path))
 
 
@@ -329,3 +330,148 @@ def test_interrupted_extraction_says_how_to_resume(setup, tmp_path):
     summary = extract_teacher_features(cfg, str(tmp_path / 'c'), splits=('train',),
                                        batch_size=2, log=lines.append)
     assert summary['resumed_at'] == 2 and summary['done'] == 5
+
+
+# ---------------------------------------------------------------- issue 17: cached mode at scale
+def _tiny_weights(tmp_path) -> str:
+    """A local open_clip state dict of the tiny architecture (as a user's weights file)."""
+    import open_clip
+
+    torch.manual_seed(3)
+    model = open_clip.create_model('ViT-B-16', pretrained=None, **TINY)
+    path = tmp_path / 'tiny_clip.pt'
+    torch.save(model.state_dict(), path)
+    return str(path)
+
+
+@pytest.mark.filterwarnings('ignore:.*RANDOMLY')
+def test_key_from_the_config_equals_the_built_teachers(tmp_path):
+    """The lightweight key (no network built) is the key a built teacher gives."""
+    from concept_distill.models.distill.clip_teacher import teacher_cache_key, teacher_spec
+
+    mapping = dict(mapping_type='mlp', num_prefix=3, prefix_dim=24)
+    for cfg in (TEACHER, dict(TEACHER, precision='bf16', resize_mode='shortest'),
+                dict(TEACHER, mapping=mapping), dict(TEACHER, pretrained=_tiny_weights(tmp_path))):
+        teacher = MODELS.build(cfg)
+        assert teacher_cache_key(cfg) == teacher.cache_key(), cfg
+        spec = teacher_spec(cfg)
+        assert (spec['embed_dim'], spec['grid_size'], spec['num_prefix'], spec['prefix_dim']) \
+            == (teacher.embed_dim, teacher.grid_size, teacher.num_prefix, teacher.prefix_dim)
+    with pytest.raises(FileNotFoundError, match='nowhere.pt'):
+        teacher_cache_key(dict(TEACHER, pretrained='nowhere.pt'))
+
+
+def test_precision_and_resize_change_the_key():
+    from concept_distill.datasets.transforms.load_teacher_features import preprocessing_key
+    from concept_distill.models.distill.clip_teacher import teacher_cache_key
+
+    base = teacher_cache_key(TEACHER)
+    assert base['precision'] == 'fp32' and base['interpolation'] == 'bicubic'
+    assert teacher_cache_key(dict(TEACHER, precision='fp16')) != base
+    assert teacher_cache_key(dict(TEACHER, precision='bf16')) != base
+    assert teacher_cache_key(dict(TEACHER, resize_mode='shortest')) != base
+    assert preprocessing_key(RESIZE) != preprocessing_key(dict(RESIZE, size=(112, 112)))
+    # LoadPairedImage's JPEG draft decode gives other pixels than a full decode.
+    assert preprocessing_key(RESIZE, (224, 224)) != preprocessing_key(RESIZE, None)
+    assert preprocessing_key(RESIZE, (224, 224)) != preprocessing_key(RESIZE, (448, 448))
+
+
+@pytest.mark.filterwarnings('ignore:.*RANDOMLY')
+def test_cache_of_another_precision_or_decode_size_is_refused(setup, tmp_path):
+    _, _, cfg_path = setup
+    cfg = Config.fromfile(str(cfg_path))
+    cache_dir = str(tmp_path / 'c')
+    extract_teacher_features(cfg, cache_dir, splits=('val',), batch_size=8)
+    with pytest.raises(TeacherCacheError, match=r"'teacher.precision' is 'fp32'"):
+        TRANSFORMS.build(dict(type='LoadTeacherFeatures', cache_dir=cache_dir,
+                              teacher=dict(TEACHER, precision='bf16')))
+    for t in cfg.val_dataloader.dataset.pipeline:
+        if t['type'] == 'LoadPairedImage':
+            t['decode_size'] = (448, 448)
+    with pytest.raises(TeacherCacheError,
+                       match=r"'preprocessing.decode_size' is \[224, 224\] there"):
+        extract_teacher_features(cfg, cache_dir, splits=('val',), batch_size=8)
+
+
+def test_cached_training_builds_no_teacher(setup, monkeypatch):
+    """Every sample cached: no CLIP network is built (nor moved), at build or in a step."""
+    import open_clip
+    from distill_builders import distiller_cfg, optim_wrapper_for, paired_batch
+
+    tmp, _, cfg_path = setup
+    cache_dir = tmp / 'cache_no_teacher'
+    with pytest.warns(UserWarning, match='RANDOMLY'):  # the cache itself needs the network
+        extract_teacher_features(Config.fromfile(str(cfg_path)), str(cache_dir),
+                                 splits=('val',), batch_size=8, tokens='patch')
+    built = []
+
+    def no_build(*args, **kwargs):
+        built.append(args)
+        raise AssertionError('open_clip.create_model called in cached mode')
+
+    monkeypatch.setattr(open_clip, 'create_model', no_build)
+    load = TRANSFORMS.build(dict(type='LoadTeacherFeatures', cache_dir=str(cache_dir),
+                                 teacher=TEACHER, preprocessing=RESIZE, tokens=True,
+                                 verify_images='none'))
+    with pytest.warns(UserWarning, match='RANDOMLY'):  # said at build, network or not
+        model = MODELS.build(distiller_cfg(teacher=dict(arch_overrides=TINY),
+                                           loss=dict(set_weight=0.0)))
+    optim = optim_wrapper_for(model)
+    batch = paired_batch(b=3, img=False)
+    for sample, frame_id in zip(batch['data_samples'], load.cache.index['frame_ids']):
+        out = load.transform(dict(frame_id=frame_id, img_shape=(224, 224)))
+        sample.teacher_global = torch.from_numpy(out['teacher_global'])
+        sample.teacher_tokens = torch.from_numpy(out['teacher_tokens'])
+    model.train()
+    log = model.train_step(batch, optim)
+    assert torch.isfinite(log['loss'])
+    from types import SimpleNamespace
+
+    from concept_distill.hooks.frozen_teacher_hook import FrozenTeacherHook
+
+    loop = SimpleNamespace(dataloader=SimpleNamespace(
+        dataset=SimpleNamespace(pipeline=SimpleNamespace(transforms=[load]))))
+    runner = SimpleNamespace(model=model, optim_wrapper=optim, _train_loop=loop,
+                             _val_loop=None, _test_loop=None,
+                             logger=SimpleNamespace(info=lambda m: None,
+                                                    warning=lambda m: None))
+    FrozenTeacherHook(log_alignment=True).before_train(runner)
+    model.to('cpu')
+    assert built == [] and not model.teacher.built
+    # An online batch (images, no cached features) does build it.
+    with pytest.raises(AssertionError, match='cached mode'):
+        model.train_step(paired_batch(b=3), optim)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow  # two torchrun processes importing mmdet3d: ~100 s on 2 cores
+@pytest.mark.filterwarnings('ignore:.*RANDOMLY')
+def test_two_process_extraction_writes_the_one_process_cache(setup, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo): each rank its own rows of one cache, as 1 process."""
+    import subprocess
+    import sys
+
+    _, _, cfg_path = setup
+    one, two = tmp_path / 'one', tmp_path / 'two'
+    extract_teacher_features(Config.fromfile(str(cfg_path)), str(one), batch_size=2,
+                             tokens='patch')
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+         '--master_port', str(_free_port()), str(REPO_ROOT / 'tools/extract_teacher_features.py'),
+         str(cfg_path), '--cache-dir', str(two), '--batch-size', '2', '--tokens', 'patch',
+         '--device', 'cpu'],
+        env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert '"processes": 2' in proc.stdout
+    for name in ('global.npy', 'tokens.npy', 'valid.npy', 'digests.npy'):
+        np.testing.assert_array_equal(np.load(one / name), np.load(two / name), err_msg=name)
+    assert json.loads((one / 'index.json').read_text()) == \
+        json.loads((two / 'index.json').read_text())

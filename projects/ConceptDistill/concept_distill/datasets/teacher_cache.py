@@ -6,10 +6,14 @@ Layout of a cache directory:
                     `invalid`: {frame id: why} for rows whose image could not be read
     global.npy      (N, D) float16 global embeddings
     tokens.npy      (N, T, D) float16 token set (optional: patch or prefix tokens)
-    valid.npy       (N,) uint8: 1 = computed, 0 = the frame's image could not be read
+    valid.npy       (N,) uint8 row state: 0 = not computed yet, 1 = computed, 2 = the frame's
+                    image could not be read (retried by the next extraction)
     digests.npy     (N, 32) uint8: per row, the quick and the full digest of the image file
                     the row was computed from (zeros for an invalid row)
-    progress.json   {"done": n}: rows [0, n) are on disk (a killed run resumes from n)
+
+A row's state is written after its features are flushed, so a killed run resumes at exactly
+the rows still 0, whatever order or process wrote the others: extraction processes started
+by torchrun each write their own rows of the one memory-mapped cache.
 
 The digests bind the cache to its data: before training, every frame's quick digest (file
 size + its first and last 4 KiB) is compared with the one recorded at extraction; the full
@@ -26,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
+TODO, VALID, INVALID = 0, 1, 2  # row states in valid.npy
 DIGEST_BYTES = 16  # per digest; a row holds the quick one, then the full one
 DIGEST_SPAN = 4096  # bytes hashed at each end of a file by the quick digest
 EXTRACT_TOOL = 'tools/extract_teacher_features.py'
@@ -154,7 +159,7 @@ class TeacherFeatureCache:
     def create_or_resume(cls, cache_dir: str | os.PathLike, key: dict, frame_ids: list[str],
                          global_dim: int, tokens_shape: tuple[int, int] | None = None,
                          tokens_name: str | None = None) -> tuple[TeacherFeatureCache, int]:
-        """Open a cache for writing: (cache, first row still to compute).
+        """Open a cache for writing: (cache, rows already computed).
 
         An existing cache with the same key and frames resumes once its arrays are checked
         against the index (a damaged one is an error naming the file); one with another key
@@ -189,7 +194,6 @@ class TeacherFeatureCache:
         for name, dtype, shape in specs:
             np.lib.format.open_memmap(cache.cache_dir / name, mode='w+', dtype=dtype,
                                       shape=shape)
-        _write_json(cache.cache_dir / 'progress.json', dict(done=0))
         # The index is written last: its presence means the arrays exist.
         _write_json(cache.index_path, dict(
             version=CACHE_VERSION, key=key, frame_ids=list(frame_ids),
@@ -198,17 +202,12 @@ class TeacherFeatureCache:
 
     def write_rows(self, rows: int | Iterable[int], global_feats: np.ndarray, valid: np.ndarray,
                    tokens: np.ndarray | None = None, digests: np.ndarray | None = None) -> None:
-        """Store the given rows (a start row, or row indices) and then advance the progress
-        marker over the contiguous rows now on disk."""
-        done = self.num_done()
+        """Store the given rows (a start row, or row indices; any order, any process), then
+        mark them computed (`valid` true) or invalid."""
         idx = (np.arange(rows, rows + len(global_feats)) if isinstance(rows, (int, np.integer))
                else np.asarray(list(rows), dtype=np.int64))
-        new = idx[idx >= done]
-        if len(new) and not np.array_equal(new, np.arange(done, done + len(new))):
-            raise ValueError(f'rows past the progress marker ({done}) must follow it in order')
         d = self.cache_dir
         for name, values, dtype in (('global.npy', global_feats, np.float16),
-                                    ('valid.npy', valid, np.uint8),
                                     ('tokens.npy', tokens, np.float16),
                                     ('digests.npy', digests, np.uint8)):
             if values is None:
@@ -217,8 +216,11 @@ class TeacherFeatureCache:
             arr[idx] = np.asarray(values).astype(dtype)
             arr.flush()
             del arr
-        # Only after the arrays are flushed: a kill before this line recomputes the chunk.
-        _write_json(d / 'progress.json', dict(done=done + len(new)))
+        # Only after the features are flushed: a kill before this recomputes the rows.
+        state = np.load(d / 'valid.npy', mmap_mode='r+')
+        state[idx] = np.where(np.asarray(valid, dtype=bool), VALID, INVALID).astype(np.uint8)
+        state.flush()
+        del state
 
     def set_invalid(self, reasons: dict[str, str]) -> None:
         """Record in the index which frames are invalid and why (replaces the previous list)."""
@@ -235,8 +237,8 @@ class TeacherFeatureCache:
         self._open(reopen=True)
         valid, digests = self._arrays['valid'], self._arrays['digests']
         redo = {}
-        for row in range(min(self.num_done(), len(image_paths))):
-            if not valid[row]:
+        for row in np.flatnonzero(np.asarray(valid[:len(image_paths)]) != TODO).tolist():
+            if valid[row] != VALID:
                 redo[row] = 'invalid'
                 continue
             try:
@@ -276,16 +278,14 @@ class TeacherFeatureCache:
         """The cache key (teacher cache_key + preprocessing)."""
         return self.index['key']
 
+    def rows_todo(self) -> np.ndarray:
+        """Rows not computed yet (state 0), ascending."""
+        _check_npy(self.cache_dir / 'valid.npy', (len(self),), 'uint8', self._damaged)
+        return np.flatnonzero(np.load(self.cache_dir / 'valid.npy', mmap_mode='r') == TODO)
+
     def num_done(self) -> int:
-        """Rows already written."""
-        path = self.cache_dir / 'progress.json'
-        if not path.exists():
-            return 0
-        try:
-            return int(json.loads(path.read_text())['done'])
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise TeacherCacheError(f'{path} is not readable ({err!r}): {self._damaged}') \
-                from err
+        """Rows already written (computed or found invalid)."""
+        return len(self) - len(self.rows_todo())
 
     def __len__(self) -> int:
         return len(self.index['frame_ids'])
@@ -342,7 +342,7 @@ class TeacherFeatureCache:
         missing: list[str] = []
         for frame_id, path in frames:
             row = self.row(frame_id)
-            if not valid[row]:
+            if valid[row] != VALID:
                 invalid += 1  # skipped by LoadTeacherFeatures; the extraction retries it
                 continue
             try:
@@ -401,7 +401,7 @@ class TeacherFeatureCache:
     def is_valid(self, frame_id: str) -> bool:
         """Whether the teacher could read this frame when the cache was built."""
         r = self.row(frame_id)  # opens the memory maps in this process
-        return bool(self._arrays['valid'][r])
+        return bool(self._arrays['valid'][r] == VALID)
 
     def invalid_reason(self, frame_id: str) -> str:
         """Why a frame's row is invalid, as recorded at extraction."""

@@ -25,7 +25,8 @@ def _cache_transforms(dataset) -> list:
 class FrozenTeacherHook(Hook):
     """Keeps the distiller's teacher frozen and in eval mode; checks its feature caches.
 
-    - before training: no teacher parameter requires grad or sits in the optimizer, the
+    - before training: no teacher parameter requires grad or sits in the optimizer (once the
+      network exists: a teacher built on first use is not built for these checks), the
       teacher is in eval mode, and every teacher-feature cache the loops read was made by this
       teacher (and holds the token set the model reads); logs what the teacher is.
     - at every epoch start and after every iteration: puts the teacher back in eval if
@@ -43,10 +44,14 @@ class FrozenTeacherHook(Hook):
         model = distiller_of(runner)
         teacher = model.teacher
         teacher.freeze()
-        trainable = [n for n, p in teacher.named_parameters() if p.requires_grad]
+        # A teacher built on first use (LazyCLIPTeacher) and not built yet has no parameters
+        # to check, and none is built here: a run on cached features never builds one.
+        built = getattr(teacher, 'built', True)
+        trainable = ([n for n, p in teacher.named_parameters() if p.requires_grad] if built
+                     else [])
         if trainable:
             raise RuntimeError(f'teacher parameters require grad: {trainable[:5]}')
-        teacher_ids = {id(p) for p in teacher.parameters()}
+        teacher_ids = {id(p) for p in teacher.parameters()} if built else set()
         optimizer = getattr(runner.optim_wrapper, 'optimizer', None)
         wrappers = getattr(runner.optim_wrapper, 'optim_wrappers', None)
         optimizers = ([w.optimizer for w in wrappers.values()] if wrappers

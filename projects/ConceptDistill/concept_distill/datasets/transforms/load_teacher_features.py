@@ -4,20 +4,27 @@ from __future__ import annotations
 import logging
 
 from mmcv.transforms import BaseTransform
-from mmdet3d.registry import MODELS, TRANSFORMS
+from mmdet3d.registry import TRANSFORMS
 from mmengine.logging import print_log
 
 from concept_distill.datasets.frustum_pairing import PairedDataError
 from concept_distill.datasets.teacher_cache import TeacherFeatureCache
+from concept_distill.models.distill.clip_teacher import teacher_cache_key
 
 
-def preprocessing_key(preprocessing: dict | None) -> dict | None:
-    """Comparable form of a `ResizeCropForTeacher` config (type, size, mode, crop)."""
+def preprocessing_key(preprocessing: dict | None,
+                      decode_size: tuple[int, int] | None = None) -> dict | None:
+    """Comparable form of a `ResizeCropForTeacher` config (type, size, mode, crop), and of the
+    JPEG draft size `LoadPairedImage(decode_size=...)` decoded the frames at (when given: a
+    reduced-size decode gives other pixels than a full decode and a resize)."""
     if preprocessing is None:
         return None
     p = dict(preprocessing)
-    return dict(type=p.get('type', 'ResizeCropForTeacher'), size=list(p.get('size', (224, 224))),
-                mode=p.get('mode', 'squash'), crop=p.get('crop', 'center'))
+    key = dict(type=p.get('type', 'ResizeCropForTeacher'), size=list(p.get('size', (224, 224))),
+               mode=p.get('mode', 'squash'), crop=p.get('crop', 'center'))
+    if decode_size is not None:
+        key['decode_size'] = [int(v) for v in decode_size]
+    return key
 
 
 @TRANSFORMS.register_module()
@@ -26,8 +33,9 @@ class LoadTeacherFeatures(BaseTransform):
     results, from a cache written by tools/extract_teacher_features.py.
 
     The cache is checked once, when the transform is built: its files against its index
-    (sizes, shapes), its key against `teacher` (a CLIPTeacher config, built once to read its
-    `cache_key()`), against `expected_key` (any subset of the key's fields), and against
+    (sizes, shapes), its key against `teacher` (a CLIPTeacher config; its key is read from the
+    config and the weights file's digest, no network is built), against `expected_key` (any
+    subset of the key's fields), and against
     `preprocessing` (the pipeline's `ResizeCropForTeacher` config). A mismatch raises
     `TeacherCacheError` naming the cache directory and the differing field or file. Before
     training, `FrozenTeacherHook` calls `check_dataset` to check that the cache was built
@@ -57,7 +65,8 @@ class LoadTeacherFeatures(BaseTransform):
         self._warned = False
         self.cache.check_complete()
         if teacher is not None:
-            self.cache.check_key(dict(teacher=MODELS.build(teacher).cache_key()))
+            # The key from the config and the weights file's digest: no network is built.
+            self.cache.check_key(dict(teacher=teacher_cache_key(teacher)))
         if expected_key is not None:
             self.cache.check_key(dict(teacher=expected_key))
         if preprocessing is not None:

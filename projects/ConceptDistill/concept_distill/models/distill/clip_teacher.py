@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import hashlib
+import json
 import logging
 import os
 import re
+import types
 import warnings
 import zipfile
 
@@ -389,6 +392,8 @@ class CLIPTeacher(nn.Module):
             mapping=self.mapping_spec,
             quick_gelu=self.quick_gelu,
             resize_mode=self.resize_mode,
+            interpolation=self.interpolation,
+            precision=self.precision,
             arch_overrides=self.arch_overrides,
         ))
 
@@ -450,4 +455,117 @@ class CLIPTeacher(nn.Module):
                 f'num_prefix={self.num_prefix}')
 
 
-__all__ = ['CLIPTeacher', 'file_sha256', 'openai_release_digests']
+def _weights_digest(path: str | None, seed: int, what: str) -> str:
+    """A weights file's sha256, or the random-init marker of `seed` (as `CLIPTeacher` sets)."""
+    if path is None:
+        return f'random-init-seed{seed}'
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'{what} file not found: {path!r}')
+    return file_sha256(path)
+
+
+def teacher_spec(cfg: dict) -> dict:
+    """What a `CLIPTeacher` built from `cfg` would report, without building its network.
+
+    Read from the open_clip model config (plus `arch_overrides`), open_clip's preprocessing
+    defaults (or a 'local-dir:' folder's own) and the weights files' digests; the prefix mapper,
+    if any, is built on the meta device (shapes only). Returns dict(cache_key=<equal to
+    `CLIPTeacher(**cfg).cache_key()`>, embed_dim, image_size, grid_size, resize_mode,
+    num_prefix, prefix_dim). Reading the cache key of a teacher-feature cache costs the
+    digest of the weights file (memoised), not a ViT build.
+    """
+    import open_clip
+    from open_clip.transform import PreprocessCfg, merge_preprocess_dict
+
+    cfg = dict(cfg)
+    kind = cfg.pop('type', 'CLIPTeacher')
+    if kind not in ('CLIPTeacher', CLIPTeacher):
+        raise TypeError(f'teacher must build a CLIPTeacher, got type={kind!r}')
+    model_name = cfg.get('model_name', 'ViT-B-16')
+    precision = cfg.get('precision', 'fp32')
+    if precision not in _PRECISIONS:
+        raise ValueError(f'precision must be one of {sorted(_PRECISIONS)}, got {precision!r}')
+    if model_name.startswith('hf-hub:'):
+        raise ValueError(f'CLIPTeacher never downloads: use a built-in model name or '
+                         f"'local-dir:<folder>' instead of {model_name!r}")
+    seed = cfg.get('seed', 0)
+    overrides = copy.deepcopy(cfg.get('arch_overrides')) or None
+    model_cfg = open_clip.get_model_config(_canonical(model_name))
+    if model_cfg is None:
+        raise ValueError(f'unknown open_clip model {model_name!r}')
+    if overrides:
+        model_cfg = _deep_update(model_cfg, overrides)
+    vision = model_cfg.get('vision_cfg', {})
+    if 'timm_model_name' in vision:
+        raise ValueError(f'{model_name}: the image tower is a timm model, which does not '
+                         'expose patch tokens; use a ViT-based open_clip model')
+    pp = dataclasses.asdict(PreprocessCfg())  # open_clip's defaults, as create_model starts
+    if model_name.startswith('local-dir:'):
+        folder = model_name.split(':', 1)[1]
+        with open(os.path.join(folder, 'open_clip_config.json'), encoding='utf-8') as f:
+            pp = merge_preprocess_dict(pp, json.load(f).get('preprocess_cfg', {}))
+
+    def pair(v) -> tuple[int, int]:
+        return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+    image_size = pair(vision.get('image_size', 224))
+    patch = pair(vision.get('patch_size', 16))
+    resize_mode = cfg.get('resize_mode', 'squash') or pp.get('resize_mode', 'shortest')
+    embed_dim = int(model_cfg['embed_dim'])
+    mapping = cfg.get('mapping')
+    mapping_spec = mapping_digest = None
+    num_prefix, prefix_dim = 0, embed_dim
+    if mapping is not None:
+        mapping = dict(mapping)
+        checkpoint = mapping.pop('checkpoint', None)
+        clip_model = mapping.pop('clip_model', None)
+        mapping_type = mapping.pop('mapping_type', 'mlp')
+        if mapping.get('normalize_input') is None:
+            mapping.pop('normalize_input', None)
+        with torch.device('meta'):
+            mapper = build_prefix_mapper(embed_dim, mapping_type, **mapping)
+        spec = {k: v for k, v in mapping.items() if v is not None}
+        spec.update(mapping_type=mapping_type, clip_model=clip_model,
+                    num_prefix=mapper.num_prefix, prefix_dim=mapper.prefix_dim,
+                    normalize_input=mapper.normalize_input)
+        mapping_spec = _plain(dict(sorted(spec.items())))
+        mapping_digest = _weights_digest(checkpoint, seed + 1, 'mapping network')
+        num_prefix, prefix_dim = mapper.num_prefix, mapper.prefix_dim
+    digest = _weights_digest(cfg.get('pretrained'), seed, 'CLIP weights')
+    quick_gelu = bool(model_cfg.get('quick_gelu', False))
+    if cfg.get('pretrained') is not None:  # the build's own early refusal, from the digest
+        CLIPTeacher._check_openai_release(types.SimpleNamespace(
+            weights_digest=digest, model_name=model_name, quick_gelu=quick_gelu),
+            str(cfg['pretrained']))
+    if mapping is not None and mapping_spec['clip_model'] is not None and \
+            _canonical(mapping_spec['clip_model']) != _canonical(model_name):
+        raise ValueError(f"the prefix mapper was trained on CLIP {mapping_spec['clip_model']!r} "
+                         f'(teacher.mapping.clip_model) but the teacher is {model_name!r} '
+                         '(teacher.model_name): use the same open_clip name for both')
+    key = _plain(dict(
+        model_name=model_name,
+        weights_digest=digest,
+        image_size=list(image_size),
+        mean=[float(m) for m in pp['mean']],
+        std=[float(s) for s in pp['std']],
+        mapping_digest=mapping_digest,
+        mapping=mapping_spec,
+        quick_gelu=quick_gelu,
+        resize_mode=resize_mode,
+        interpolation=pp.get('interpolation', 'bicubic'),
+        precision=precision,
+        arch_overrides=overrides,
+    ))
+    return dict(cache_key=key, embed_dim=embed_dim, image_size=image_size,
+                grid_size=(image_size[0] // patch[0], image_size[1] // patch[1]),
+                resize_mode=resize_mode, num_prefix=num_prefix, prefix_dim=prefix_dim,
+                model_name=model_name)
+
+
+def teacher_cache_key(cfg: dict) -> dict:
+    """`CLIPTeacher(**cfg).cache_key()` without building the network (see `teacher_spec`)."""
+    return teacher_spec(cfg)['cache_key']
+
+
+__all__ = ['CLIPTeacher', 'file_sha256', 'openai_release_digests', 'teacher_cache_key',
+           'teacher_spec']
