@@ -30,5 +30,6 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=3,
                     save_best='align/top1', rule='greater'))
-# Keeps the teacher frozen and writes backbone_<checkpoint>.pth next to every checkpoint.
-custom_hooks = [dict(type='ConceptDistillHook')]
+# Keeps the teacher frozen and writes backbone_<checkpoint>.pth next to every checkpoint;
+# SkippedFramesHook logs the frames skipped in the dataloader workers, summed.
+custom_hooks = [dict(type='ConceptDistillHook'), dict(type='SkippedFramesHook')]

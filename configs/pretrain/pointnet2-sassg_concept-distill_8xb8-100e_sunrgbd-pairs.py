@@ -18,4 +18,4 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=3,
                     save_best='align/top1', rule='greater'))
-custom_hooks = [dict(type='ConceptDistillHook')]
+custom_hooks = [dict(type='ConceptDistillHook'), dict(type='SkippedFramesHook')]

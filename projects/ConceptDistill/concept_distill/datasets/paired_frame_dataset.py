@@ -11,6 +11,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
 from concept_distill.datasets.frustum_pairing import PairedDataError, as_mat4
+from concept_distill.datasets.skipped_frames import attach_skipped
 
 # SUN RGB-D's `depth2img` comes from its MATLAB toolbox, whose pixel coordinates start at 1:
 # on the real fixture, shifting projections by -1 px takes the point/pixel colour error from
@@ -126,6 +127,7 @@ class PairedFrameDataset(BaseDataset):
         """The idx-th pair; an unreadable frame is counted and replaced by another."""
         if not self._fully_initialized:
             self.full_init()
+        skipped: Counter = Counter()  # carried with the item: workers' counts stay in them
         for _ in range(self.max_refetch + 1):
             try:
                 data = self.prepare_data(idx)
@@ -133,9 +135,10 @@ class PairedFrameDataset(BaseDataset):
                 if not self.skip_bad_frames:
                     raise
                 self._count(err.reason, f'skipping frame: {err}', log=True)
+                skipped[err.reason] += 1
                 data = None
             if data is not None:
-                return data
+                return attach_skipped(data, skipped)
             # Test mode stays deterministic: the next frame; training draws a random one.
             idx = (idx + 1) % len(self) if self.test_mode else self._rand_another()
         raise PairedDataError(
