@@ -85,19 +85,23 @@ def test_sunrgbd_subcommand(fixtures_root, tmp_path):
     assert len(pair['uv']) > 49000 and pair['color_error'] < 0.01
 
 
-def test_s3dis_subcommand(create_data, fixtures_root, tmp_path, capsys):
-    src = fixtures_root / 's3dis'
+def _s3dis_input(src: Path, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """collect_indoor3d_data.py's output for one room per area, from the real fixture room."""
     pts = np.fromfile(src / 'points' / 'Area_1_office_2.bin', np.float32).reshape(-1, 6)
     sem = np.fromfile(src / 'semantic_mask' / 'Area_1_office_2.bin', np.int64)
     ins = np.fromfile(src / 'instance_mask' / 'Area_1_office_2.bin', np.int64)
     ins = np.unique(ins, return_inverse=True)[1].reshape(-1) + 1  # ids 1..K, no gaps
-    # collect_indoor3d_data.py's output for one room per area.
-    (tmp_path / 's3dis_data').mkdir()
+    (root / 's3dis_data').mkdir(parents=True)
     for area in range(1, 7):
-        (tmp_path / 'Stanford3dDataset_v1.2_Aligned_Version' / f'Area_{area}' /
+        (root / 'Stanford3dDataset_v1.2_Aligned_Version' / f'Area_{area}' /
          'office_1').mkdir(parents=True)
         for name, arr in (('point', pts), ('sem_label', sem), ('ins_label', ins)):
-            np.save(tmp_path / 's3dis_data' / f'Area_{area}_office_1_{name}.npy', arr)
+            np.save(root / 's3dis_data' / f'Area_{area}_office_1_{name}.npy', arr)
+    return pts, sem, ins
+
+
+def test_s3dis_subcommand(create_data, fixtures_root, tmp_path, capsys):
+    pts, sem, ins = _s3dis_input(fixtures_root / 's3dis', tmp_path)
 
     summary = create_data.main(['s3dis', '--root-path', str(tmp_path)])
     assert '6/6' in capsys.readouterr().err  # progress: one room per area
@@ -148,6 +152,35 @@ def test_synthetic_into_a_non_empty_folder_needs_force(create_data, synthetic_ro
         create_data.main(args[:-len(SYNTH)] + [*SYNTH[:2], '--seed', '4', *SYNTH[4:]])
 
 
+def test_indoor_converters_refuse_foreign_outputs(create_data, fixtures_root, tmp_path):
+    """Issue 18.2: `s3dis` (as `sunrgbd`, `scannet`) never writes into outputs another tool
+    made; --force deletes them first, so nothing stale is left; its own result reruns."""
+    root = tmp_path / 's3dis'
+    _s3dis_input(fixtures_root / 's3dis', root)
+    (root / 'points').mkdir()
+    stale = root / 'points' / 'Area_7_hallway_1.bin'  # e.g. mmdet3d's own run of another copy
+    stale.write_bytes(b'\0' * 24)
+    before = _tree(root)
+    with pytest.raises(FileExistsError, match=rf'{root} already holds {root / "points"}, which '
+                       r'no `create_data.py s3dis` run wrote here .*--force'):
+        create_data.main(['s3dis', '--root-path', str(root)])
+    assert _tree(root) == before  # refused before anything was written
+    summary = create_data.main(['s3dis', '--root-path', str(root), '--force'])
+    assert len(summary['info_files']) == 6 and not stale.exists()
+    assert (root / 'points' / 'Area_5_office_1.bin').is_file()
+    record = json.loads((root / '.create_data_s3dis.json').read_text())
+    assert record['complete'] and record['summary']['info_files'] == summary['info_files']
+    # Its own complete result: converted again without --force, to the same files.
+    outputs = {k: v for k, v in _tree(root).items() if not k.startswith('.create_data')}
+    again = create_data.main(['s3dis', '--root-path', str(root)])
+    assert again['info_files'] == summary['info_files']
+    assert {k: v for k, v in _tree(root).items() if not k.startswith('.create_data')} == outputs
+    # No input at all: an error before anything is touched.
+    with pytest.raises(FileNotFoundError, match='no sunrgbd samples found .*nothing was changed'):
+        create_data.main(['sunrgbd', '--root-path', str(root), '--force'])
+    assert (root / 'points' / 'Area_5_office_1.bin').is_file()
+
+
 def _raw_root(tmp_path: Path) -> tuple[Path, str]:
     """A raw ScanNet root of one scene with 6 frames (frame 2's pose is -inf)."""
     from concept_distill.datasets.converters.synthetic import (
@@ -190,11 +223,14 @@ def test_scannet_rerun_is_idempotent(create_data, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         convert_scannet(raw, frame_stride=2)
     monkeypatch.undo()
+    record = raw / '.create_data_scannet.json'
+    assert json.loads(record.read_text())['complete'] is False  # the marker comes last
     # ... is not taken as a complete export: the rerun exports the scene again.
     first = convert_scannet(raw, frame_stride=2)
     assert first['frames_read'] == 3 and first['frames_kept'] == 2  # frames 0, 2 (-inf), 4
     assert first['scenes_reused'] == 0
     assert _frame_ids(raw) == ['00000', '00004']
+    assert json.loads(record.read_text())['complete'] is True
     # The same command again reuses the export as it is.
     again = create_data.main(['scannet', '--root-path', str(raw), '--frame-stride', '2'])
     assert again['frames_kept'] == 2 and again['frames_read'] == 3
@@ -227,3 +263,32 @@ def test_bad_pose_file_is_named(tmp_path):
     with pytest.raises(ValueError, match=rf'{folder / "00001.txt"} is not a 4x4 matrix of '
                        r'numbers \(not numbers'):
         scene_frames(tmp_path, scene, tmp_path / 'none.sens', frame_stride=1)
+
+
+def test_scannet_refuses_foreign_outputs(tmp_path):
+    """Issue 18.2: a ScanNet root already holding mmdet3d's outputs (no record of ours) is
+    refused before any scene is exported; --force replaces them all."""
+    from concept_distill.datasets.converters.scannet_converter import convert_scannet
+
+    raw, name = _raw_root(tmp_path)
+    (raw / 'points').mkdir()
+    stale = raw / 'points' / 'scene0707_00.bin'
+    stale.write_bytes(b'\0' * 24)
+    with pytest.raises(FileExistsError, match=rf'already holds {raw / "points"}.*--force'):
+        convert_scannet(raw, frame_stride=2)
+    assert not (raw / 'posed_images').exists() and not (raw / 'scannet_instance_data').exists()
+    summary = convert_scannet(raw, frame_stride=2, force=True)
+    assert summary['frames_kept'] == 2 and not stale.exists()
+    assert sorted(p.name for p in (raw / 'points').iterdir()) == [f'{name}.bin']
+
+
+def test_bad_axis_alignment_is_named(tmp_path):
+    """Issue 18.7: a scene meta file whose axisAlignment holds text names the file."""
+    from concept_distill.datasets.converters.scannet_raw import read_axis_alignment
+
+    meta = tmp_path / 'scene0000_00.txt'
+    meta.write_text('axisAlignment = ' + ' '.join(['1'] * 15) + ' one\n')
+    with pytest.raises(ValueError, match=rf'{meta}: axisAlignment is not 16 numbers'):
+        read_axis_alignment(meta)
+    meta.write_text('axisAlignment = ' + ' '.join(str(float(v)) for v in np.eye(4).ravel()))
+    np.testing.assert_array_equal(read_axis_alignment(meta), np.eye(4))

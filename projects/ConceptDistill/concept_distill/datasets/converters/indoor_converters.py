@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
+from concept_distill.datasets.converters.output_guard import run_guarded_outputs
+
 S3DIS_AREAS = [f'Area_{i}' for i in range(1, 7)]
 
 
@@ -53,6 +55,22 @@ def expected_samples(dataset: str, root: Path) -> int:
                    for s in ('train', 'val'))
     areas = [root / 'Stanford3dDataset_v1.2_Aligned_Version' / a for a in S3DIS_AREAS]
     return sum(sum(1 for p in a.iterdir() if p.is_dir()) for a in areas if a.is_dir())
+
+
+# What mmdet3d's converters (and, for ScanNet, our scene export) write inside a dataset root,
+# besides the `<dataset>_infos_*.pkl` files in the output folder.
+OUTPUT_DIRS = {
+    'scannet': ('scannet_instance_data', 'points', 'instance_mask', 'semantic_mask',
+                'super_points', 'seg_info'),
+    'sunrgbd': ('points',),
+    's3dis': ('points', 'instance_mask', 'semantic_mask', 'seg_info'),
+}
+
+
+def indoor_outputs(dataset: str, root: str | Path, out_dir: str | Path) -> list[Path]:
+    """Every folder and info file a conversion of `dataset` writes (present or not)."""
+    return ([Path(root) / d for d in OUTPUT_DIRS[dataset]]
+            + sorted(Path(out_dir).glob(f'{dataset}_infos_*.pkl')))
 
 
 class _SampleCounter(io.TextIOBase):
@@ -120,3 +138,27 @@ def run_indoor_converter(dataset: str, root_path: str | Path, out_dir: str | Pat
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return written
+
+
+def convert_indoor(dataset: str, root_path: str | Path, out_dir: str | Path | None = None,
+                   workers: int = 2, progress: Callable[[int, int | None], None] | None = None,
+                   force: bool = False) -> dict:
+    """`create_data.py sunrgbd|s3dis`: mmdet3d's converter under the output guard.
+
+    Outputs (``indoor_outputs``) that an earlier run of this command did not write are
+    refused unless `force`, which deletes them first (never the raw data); the run's record
+    is written last (``output_guard.run_guarded_outputs``). Returns the summary.
+    """
+    root = Path(root_path)
+    out = Path(out_dir) if out_dir is not None else root
+    if expected_samples(dataset, root) == 0:  # checked before anything is deleted
+        raise FileNotFoundError(f'no {dataset} samples found under {root.resolve()} (the split '
+                                'lists or room folders mmdet3d\'s converter reads are missing); '
+                                'nothing was changed. See docs/data_preparation.md')
+
+    def run() -> dict:
+        written = run_indoor_converter(dataset, root, out, workers, progress=progress)
+        return dict(root=str(root), info_files=[str(p) for p in written])
+
+    return run_guarded_outputs(root, dataset, dict(root_path=str(root), out_dir=str(out)),
+                               indoor_outputs(dataset, root, out), force, run)

@@ -1,9 +1,16 @@
-"""Never mixing datasets: a folder `create_data.py` writes holds a manifest written last.
+"""Never mixing datasets: what `create_data.py` writes carries a record written last.
 
-The manifest (`.create_data.json`) records the sub-command, its parameters and its summary.
-A rerun with the same parameters finds the complete result and does nothing; any other
-non-empty folder (another dataset, other parameters, a killed run) is refused unless
-`force`, which empties it first, so old and new files never mix.
+A folder of its own (`synthetic`): the manifest `.create_data.json` records the sub-command,
+its parameters and its summary. A rerun with the same parameters finds the complete result
+and does nothing; any other non-empty folder (another dataset, other parameters, a killed
+run) is refused unless `force`, which empties it first, so old and new files never mix.
+
+Outputs inside a dataset root (`sunrgbd`, `s3dis`, `scannet`: mmdet3d's `points/`, masks,
+`seg_info/`, the info files): `run_guarded_outputs` records the run in
+`.create_data_<command>.json` (written before with `complete: false`, rewritten last). Such
+outputs written by anything else (mmdet3d's own scripts, another dataset) are refused unless
+`force`, which deletes them before converting; this command's own earlier result, complete
+or killed, is converted again in place.
 """
 from __future__ import annotations
 
@@ -112,4 +119,47 @@ def run_guarded(folder: str | Path, command: str, params: dict, force: bool,
     Path(folder).mkdir(parents=True, exist_ok=True)
     write_json(Path(folder) / MANIFEST, dict(command=command, params=_normalised(params),
                                              summary=summary))
+    return summary
+
+
+def _holds_something(path: Path) -> bool:
+    return path.is_file() or (path.is_dir() and any(path.iterdir()))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def run_guarded_outputs(root: str | Path, command: str, params: dict, outputs: list[Path],
+                        force: bool, run: Callable[[], dict]) -> dict:
+    """`run()` writing `outputs` (folders and files) inside a dataset `root` it also reads.
+
+    Outputs already present that no run of `command` recorded (no
+    `root/.create_data_<command>.json`) raise `OutputExistsError` naming them, unless `force`,
+    which deletes them first (an earlier result of this command too), so old and new never
+    mix. The record is written with `complete: false` before `run()` and with the summary
+    last: a killed run is this command's own and is simply run again.
+    """
+    root = Path(root)
+    marker = root / f'.create_data_{command}.json'
+    record = read_json(marker)
+    present = [Path(p) for p in outputs if _holds_something(Path(p))]
+    ours = record is not None and record.get('command') == command
+    if present and not ours and not force:
+        names = ', '.join(str(p) for p in present[:4]) + (', ...' if len(present) > 4 else '')
+        raise OutputExistsError(
+            f'{root} already holds {names}, which no `create_data.py {command}` run wrote here '
+            f'(no {marker.name}; e.g. mmdet3d\'s own scripts, or another dataset). Pass --force '
+            'to delete them and convert again (the raw data is kept), or move them away')
+    if force:
+        for path in present:
+            _remove(path)
+    wanted = _normalised(params)
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(marker, dict(command=command, params=wanted, complete=False))
+    summary = run()
+    write_json(marker, dict(command=command, params=wanted, complete=True, summary=summary))
     return summary

@@ -7,7 +7,11 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from concept_distill.datasets.converters.indoor_converters import run_indoor_converter
+from concept_distill.datasets.converters.indoor_converters import (
+    indoor_outputs,
+    run_indoor_converter,
+)
+from concept_distill.datasets.converters.output_guard import run_guarded_outputs
 from concept_distill.datasets.converters.scannet_frames import scene_frames
 from concept_distill.datasets.converters.scannet_info import dump_infos
 from concept_distill.datasets.converters.scannet_raw import export_scene, read_label_map
@@ -51,13 +55,36 @@ def convert_scannet(root_path: str | Path, out_dir: str | Path | None = None,
     3. mmdet3d's converter (points/, instance_mask/, semantic_mask/, seg_info/, v2 infos);
     4. the frames added to the v2 infos (`frames`, see docs/architecture.md).
     `progress(done, total)` counts scenes through steps 1-2, then again through step 3.
+    mmdet3d's outputs (and `scannet_instance_data/`, the info files) that no earlier run of
+    this command wrote are refused unless `force`, which deletes them first; the run's record
+    `.create_data_scannet.json` is written last (`output_guard.run_guarded_outputs`).
     Returns a summary dict.
     """
     start = time.perf_counter()
     root = Path(root_path)
     out = Path(out_dir) if out_dir is not None else root
+    # Everything that can be checked is checked before the output guard deletes anything.
     label_map = read_label_map(_find_label_map(root))
     splits = {s: _split(root, s, required=s == 'train') for s in ('train', 'val', 'test')}
+    for split, scenes in splits.items():
+        scans = root / ('scans_test' if split == 'test' else 'scans')
+        for scene in scenes:
+            if not (scans / scene).is_dir():
+                raise FileNotFoundError(f'scene folder not found: {scans / scene} (listed in '
+                                        f'meta_data/scannetv2_{split}.txt)')
+    params = dict(root_path=str(root), out_dir=str(out), frame_stride=frame_stride,
+                  max_frames_per_scene=max_frames_per_scene, with_depth=with_depth)
+    return run_guarded_outputs(
+        root, 'scannet', params, indoor_outputs('scannet', root, out), force,
+        lambda: _convert(root, out, label_map, splits, frame_stride, max_frames_per_scene,
+                         with_depth, workers, progress, force, start))
+
+
+def _convert(root: Path, out: Path, label_map: dict[str, int], splits: dict[str, list[str]],
+             frame_stride: int, max_frames_per_scene: int | None, with_depth: bool,
+             workers: int, progress: Callable[[int, int], None] | None, force: bool,
+             start: float) -> dict:
+    """Steps 1-4 of `convert_scannet`, once its inputs are checked and its outputs claimed."""
     counts: Counter = Counter()
     frames: dict[str, list[dict]] = {}
     inst_dir = root / 'scannet_instance_data'
@@ -68,9 +95,6 @@ def convert_scannet(root_path: str | Path, out_dir: str | Path | None = None,
             if scene in frames:  # a scene listed in two splits is prepared once
                 continue
             scene_dir = scans / scene
-            if not scene_dir.is_dir():
-                raise FileNotFoundError(f'scene folder not found: {scene_dir} (listed in '
-                                        f'meta_data/scannetv2_{split}.txt)')
             export_scene(scene_dir, inst_dir, label_map, with_labels=split != 'test')
             frames[scene] = scene_frames(root, scene, scene_dir / f'{scene}.sens',
                                          frame_stride, max_frames_per_scene, with_depth,

@@ -81,8 +81,12 @@ def read_axis_alignment(path: str | Path) -> np.ndarray:
     """4x4 `axisAlignment` of a scene's meta `.txt` (identity when absent, as in test scans)."""
     for line in Path(path).read_text().splitlines():
         if line.strip().startswith('axisAlignment'):
-            values = [float(x) for x in line.split('=', 1)[1].split()]
-            return np.asarray(values, dtype=np.float64).reshape(4, 4)
+            try:
+                values = [float(x) for x in line.split('=', 1)[1].split()]
+                return np.asarray(values, dtype=np.float64).reshape(4, 4)
+            except (ValueError, IndexError) as err:
+                raise ValueError(f'{path}: axisAlignment is not 16 numbers ({err}): fix that '
+                                 'line, or restore the file from ScanNet') from None
     return np.eye(4)
 
 
