@@ -337,3 +337,41 @@ def test_cuda_matches_cpu() -> None:
     assert torch.equal(gpu['patch_idx'].cpu().sort(-1).values, cpu['patch_idx'].sort(-1).values)
     for a, b in zip(gpu['tokens'], cpu['tokens']):
         assert torch.allclose(a.cpu(), b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.gpu
+def test_scannet_recipe_pretraining_step_on_cuda() -> None:
+    """One step of the ScanNet-frames recipe at full size on CUDA: the 12 x 384 student with a
+    concept layer per block, the random ViT-B-16 teacher, the recipe's optimizer."""
+    from mmengine.optim import build_optim_wrapper
+
+    cfg = Config.fromfile(str(SCENE_CFG))
+    cfg.model.allow_random_teacher = True  # no CLIP weights on the test machines
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match='RANDOMLY'):
+        model = MODELS.build(cfg.model)
+    model = model.cuda().train()
+    assert model.backbone.depth == len(model.concept_extractor.layers) == 12
+    assert model.backbone.embed_dims == 384
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    # Two frames of 8,192 points (the recipe's FrustumPointPairing) and 240 x 320 RGB images.
+    g = torch.Generator().manual_seed(0)
+    batch = paired_batch(b=2, n=8192, seed=0)
+    batch['inputs']['img'] = [torch.randint(0, 256, (3, 240, 320), generator=g,
+                                            dtype=torch.uint8) for _ in range(2)]
+    before = {k: v.detach().clone() for k, v in model.backbone.state_dict().items()}
+    data = model.data_preprocessor(batch, True)
+    assert data['inputs']['points'][0].is_cuda
+    losses = model(**data, mode='loss')
+    loss, log_vars = model.parse_losses(losses)
+    assert torch.isfinite(loss) and loss.is_cuda
+    assert all(torch.isfinite(v) for v in log_vars.values())
+    optim.backward(loss)
+    for i, block in enumerate(model.backbone.blocks):
+        grads = [p.grad for p in block.parameters()]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads), f'block {i}'
+        assert sum(float(g.abs().sum()) for g in grads) > 0, f'block {i}'
+    optim.step()
+    after = model.backbone.state_dict()
+    assert all(not torch.equal(before[k], after[k]) for k in before
+               if k.startswith('blocks.') and k.endswith('.weight'))
