@@ -51,5 +51,4 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5),
     # save_last writes the final checkpoint whatever the length chosen on the command line
     checkpoint=dict(type='CheckpointHook', interval=1000, save_last=True, max_keep_ckpts=1))
-env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)

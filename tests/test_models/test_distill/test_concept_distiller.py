@@ -2,25 +2,21 @@
 from __future__ import annotations
 
 import copy
-import os.path as osp
 from pathlib import Path
 
-import mmdet3d
 import pytest
 import torch
-from mmdet3d.registry import MODELS
-from mmdet3d.structures import Det3DDataSample
-from mmengine.config import Config
-from mmengine.optim import build_optim_wrapper
-
 from distill_builders import (
     REPO,
     TINY_CLIP,
-    distiller_cfg,
     build_distiller,
-    paired_batch,
+    distiller_cfg,
     optim_wrapper_for,
+    paired_batch,
 )
+from mmdet3d.registry import MODELS
+from mmdet3d.structures import Det3DDataSample
+from mmengine.config import Config
 
 
 def test_teacher_is_frozen_outside_optimizer_and_state_dict() -> None:
@@ -176,3 +172,23 @@ def test_dense_term_reads_the_patch_feature_at_each_tokens_pixel() -> None:
     assert any(p.grad is not None and p.grad.abs().sum() > 0
                for p in model.backbone.parameters())
     assert not any(k.startswith('backbone.') for k, _ in model.dense_head.named_parameters())
+
+
+def test_logged_temperature_is_the_clamped_one_the_loss_applies() -> None:
+    """A logit scale past `max_logit_scale` (100) is clamped by the loss; the log says 0.01."""
+    import math
+
+    model = build_distiller()
+    data = model.data_preprocessor(paired_batch(b=2), True)
+    with torch.no_grad():
+        model.alignment_loss.logit_scale.fill_(math.log(1000.0))
+    over = model.loss(**data)
+    assert over['temperature'].item() == pytest.approx(0.01, rel=1e-5)
+    with torch.no_grad():
+        model.alignment_loss.logit_scale.fill_(math.log(100.0))
+    at = model.loss(**data)
+    assert at['loss_contrastive'].item() == pytest.approx(over['loss_contrastive'].item(),
+                                                          rel=1e-6)
+    with torch.no_grad():
+        model.alignment_loss.logit_scale.fill_(math.log(20.0))  # below the clamp: as is
+    assert model.loss(**data)['temperature'].item() == pytest.approx(0.05, rel=1e-5)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from mmdet3d.registry import MODELS
 from mmengine import dist
+from torch import distributed as torch_dist
 from torch import nn
 
 
@@ -60,15 +61,56 @@ def sample_patch_features(patch_tokens: torch.Tensor, grid_size: tuple[int, int]
     return out.squeeze(2).transpose(1, 2)
 
 
-def _gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """All-gather (B, D) across ranks keeping this rank's slice differentiable."""
-    world = dist.get_world_size()
-    if world == 1:
+class _AllGather(torch.autograd.Function):
+    """All-gather along dim 0 whose backward gives each rank the gradient of the whole loss.
+
+    Every rank computes its own loss from the gathered rows, so the gradient of a row is
+    spread over the ranks; backward sums (all-reduces) the gathered gradient and hands each
+    rank the slice of its own rows. With DDP's gradient averaging on top, every parameter
+    gets the gradient of the mean of the ranks' losses, i.e. of the loss on the concatenated
+    batch (equal per-rank batches; mmengine's DefaultSampler pads to equal).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+        rank = torch_dist.get_rank()
+        ctx.start, ctx.stop = sum(sizes[:rank]), sum(sizes[:rank + 1])
+        # all_gather needs one shape on every rank: pad to the largest batch, then trim.
+        longest = max(sizes)
+        padded = x.new_zeros((longest, *x.shape[1:]))
+        padded[:x.shape[0]] = x
+        parts = [torch.empty_like(padded) for _ in sizes]
+        torch_dist.all_gather(parts, padded.contiguous())
+        return torch.cat([p[:n] for p, n in zip(parts, sizes)])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        grad = grad.clone(memory_format=torch.contiguous_format)  # reduced in place
+        torch_dist.all_reduce(grad, op=torch_dist.ReduceOp.SUM)
+        return grad[ctx.start:ctx.stop], None
+
+
+def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(B_r, ...) on every rank -> (sum B_r, ...) in rank order, and this rank's row offset.
+
+    Differentiable: see `_AllGather`. One process: `x` itself and offset 0.
+    """
+    if not dist.is_distributed() or dist.get_world_size() == 1:
         return x, 0
-    gathered = dist.all_gather(x.detach().contiguous())
-    rank = dist.get_rank()
-    gathered[rank] = x
-    return torch.cat(gathered, dim=0), rank * x.shape[0]
+    size = torch.tensor([x.shape[0]], device=x.device)
+    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
+    torch_dist.all_gather(sizes, size)  # ranks may hold different batch sizes (a last batch)
+    sizes = [int(s) for s in sizes]
+    return _AllGather.apply(x, sizes), sum(sizes[:dist.get_rank()])
+
+
+def sum_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    """All-reduced sum of a detached statistic (the value itself in one process)."""
+    if not dist.is_distributed():
+        return value
+    value = value.detach().clone()
+    torch_dist.all_reduce(value, op=torch_dist.ReduceOp.SUM)
+    return value
 
 
 @MODELS.register_module()
@@ -87,7 +129,8 @@ class ConceptAlignmentLoss(nn.Module):
     - global (`global_weight`): mean-pooled concepts vs the global CLIP embedding, 1 - cos.
     - contrastive (`contrastive_weight`): InfoNCE between pooled concepts and the global
       embeddings of the batch (other samples are the negatives); temperature learnable
-      (CLIP's log-parameterised logit scale) or fixed; optionally across GPUs.
+      (CLIP's log-parameterised logit scale, clamped at `max_logit_scale`) or fixed;
+      with `gather_distributed`, the negatives are the whole batch of all processes.
     - set-to-set (`set_weight`): symmetric Chamfer of cosine distances between the K concepts
       and the P patch tokens (each concept near some patch, each patch near some concept).
     - dense (`dense_weight`, off by default; `loss_dense`): every point token, through the
@@ -98,7 +141,7 @@ class ConceptAlignmentLoss(nn.Module):
     (random or trained towers: pairwise cosines of 0.5-0.98 between unrelated images), which
     leaves InfoNCE little angle to work with. With centring on, the contrastive term compares
     `normalize(normalize(x) - c)` where `c` is an EMA of the normalised teacher embeddings
-    (updated in training, averaged over GPUs). The global term keeps the raw direction.
+    (updated in training, over the batch of all processes). The global term keeps the raw direction.
 
     Only the student receives gradients: every target is detached.
     """
@@ -203,6 +246,15 @@ class ConceptAlignmentLoss(nn.Module):
             return (1 - F.cosine_similarity(concepts, prefix, dim=-1)).mean()
         return F.smooth_l1_loss(concepts, prefix, beta=self.smooth_l1_beta)
 
+    def clamped_logit_scale(self) -> torch.Tensor:
+        """log(1 / temperature) as the contrastive term uses it: clamped at `max_logit_scale`
+        (CLIP's guard against a runaway scale), differentiable below the clamp."""
+        return self.logit_scale.clamp(max=self.max_log_scale)
+
+    def temperature(self) -> torch.Tensor:
+        """The temperature the contrastive term applies (detached, for the log)."""
+        return 1.0 / self.clamped_logit_scale().detach().exp()
+
     def global_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """Mean (1 - cos) between pooled concepts and the global embedding."""
         return (1 - F.cosine_similarity(student, teacher, dim=-1)).mean()
@@ -212,9 +264,11 @@ class ConceptAlignmentLoss(nn.Module):
         """EMA of the normalised teacher embeddings (training only; mean over GPUs)."""
         if self.center_momentum is None or not self.training:
             return
-        batch_mean = F.normalize(teacher.float(), dim=-1).mean(dim=0)
-        if dist.is_distributed():
-            dist.all_reduce(batch_mean, op='mean')
+        # Sum and count over all ranks: every rank keeps the same centre, the one a single
+        # process would compute on the concatenated batch (also with unequal batches).
+        unit = F.normalize(teacher.float(), dim=-1)
+        stats = sum_over_ranks(torch.cat([unit.sum(dim=0), unit.new_tensor([unit.shape[0]])]))
+        batch_mean = stats[:-1] / stats[-1].clamp(min=1)
         if not bool(self.center_ready):
             self.target_center.copy_(batch_mean)
             self.center_ready.fill_(True)
@@ -237,11 +291,13 @@ class ConceptAlignmentLoss(nn.Module):
         s, t = self.embed_pair(student, teacher)
         offset = 0
         if self.gather_distributed and dist.is_distributed():
-            s_all, offset = _gather_with_grad(s)
-            t_all, _ = _gather_with_grad(t)
+            # Every rank's rows are negatives of every other rank's; their gradients flow
+            # back to the rank that computed them (gather_with_grad).
+            s_all, offset = gather_with_grad(s)
+            t_all, _ = gather_with_grad(t)
         else:
             s_all, t_all = s, t
-        scale = self.logit_scale.clamp(max=self.max_log_scale).exp()
+        scale = self.clamped_logit_scale().exp()
         labels = torch.arange(s.shape[0], device=s.device) + offset
         loss = F.cross_entropy(scale * s @ t_all.t(), labels)
         if self.symmetric:
@@ -266,10 +322,17 @@ class ConceptAlignmentLoss(nn.Module):
 
     def dense_loss(self, student: torch.Tensor, target: torch.Tensor,
                    valid: torch.Tensor) -> torch.Tensor:
-        """Mean 1 - cos over the valid point tokens (0 when none is valid)."""
+        """Mean 1 - cos over the valid point tokens (0 when none is valid).
+
+        Under several processes the mean is over the valid tokens of all ranks: each rank
+        returns world_size x (its sum) / (the total count), so the ranks' mean (DDP's
+        gradient average) is the one-process mean, however the valid tokens are spread.
+        """
         cos = F.cosine_similarity(student, target.to(student.dtype), dim=-1)
         w = valid.to(student.dtype)
-        return ((1 - cos) * w).sum() / w.sum().clamp(min=1)
+        total = sum_over_ranks(w.sum())
+        world = dist.get_world_size() if dist.is_distributed() else 1
+        return world * ((1 - cos) * w).sum() / total.clamp(min=1)
 
     def forward(self, concepts: torch.Tensor, targets: dict[str, torch.Tensor],
                 prefix_concepts: torch.Tensor | None = None,

@@ -28,6 +28,16 @@ def nearest_point_index(query: torch.Tensor, points: torch.Tensor) -> torch.Tens
                       for i in range(0, query.shape[0], rows)])
 
 
+def _autocast_off(device: torch.device) -> torch.autocast:
+    """A region where autocast (AMP) is off on ``device``'s type."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+def _float(x: torch.Tensor | None) -> torch.Tensor | None:
+    """float32 copy of a floating tensor (None stays None)."""
+    return x.float() if x is not None and x.is_floating_point() else x
+
+
 def _random_teacher_error(key: str, what: str) -> ValueError:
     """The refusal of a real recipe to distil from a random teacher."""
     return ValueError(
@@ -99,6 +109,11 @@ class ConceptDistiller(BaseModel):
                                             'the prefix mapping network')
         self.backbone = MODELS.build(backbone)
         self.token_adapter = MODELS.build(token_adapter or dict(type='PointNet2TokenAdapter'))
+        # Backbone parts the adapter never reads get no gradient; frozen, they do not break
+        # DDP (find_unused_parameters=False) and are not updated, as in one process.
+        freeze_unused = getattr(self.token_adapter, 'freeze_unused', None)
+        if freeze_unused is not None:
+            freeze_unused(self.backbone)
 
         teacher_module = MODELS.build(teacher)
         if not isinstance(teacher_module, CLIPTeacher):
@@ -185,7 +200,10 @@ class ConceptDistiller(BaseModel):
             raise KeyError('ConceptDistiller: no teacher targets: the data samples carry no '
                            "cached `teacher_global` and the inputs hold no images ('img' in "
                            'the packed inputs)')
-        return self.teacher(imgs)
+        # The teacher runs in its own `precision`, also inside an AMP step: autocast would
+        # recast its matmuls, and the targets would differ from a cache's (made without AMP).
+        with _autocast_off(device):
+            return self.teacher(imgs)
 
     def embed_pair(self, student: torch.Tensor,
                    teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -249,15 +267,26 @@ class ConceptDistiller(BaseModel):
         dense = None
         if self.dense_head is not None and targets.get('patch_tokens') is not None:
             dense = self.dense_pairs(tokens, inputs, data_samples, targets['patch_tokens'])
-        losses = self.alignment_loss(concepts, targets, prefix_concepts, dense)
+        # The losses run in float32 also under AMP: InfoNCE multiplies cosines by up to 100,
+        # so bf16's 3 digits would move logits by ~0.4; the network stays in low precision.
+        concepts, prefix_concepts = concepts.float(), _float(prefix_concepts)
+        if dense is not None:
+            dense = tuple(_float(t) for t in dense)
+        with _autocast_off(concepts.device):
+            losses = self.alignment_loss(concepts, targets, prefix_concepts, dense)
         if self.log_alignment:
             m = alignment_metrics(*self.embed_pair(pool_concepts(concepts).detach(),
                                                    targets['global']))
             losses['align_cos'] = torch.tensor(m['cos'], device=concepts.device)
             losses['align_top1'] = torch.tensor(m['top1'], device=concepts.device)
-            scale = self.alignment_loss.logit_scale.detach().exp()
-            losses['temperature'] = 1.0 / scale
+            losses['temperature'] = self.temperature()
         return losses
+
+    def temperature(self) -> torch.Tensor:
+        """The contrastive temperature the loss applies (its clamp included), for the log."""
+        if hasattr(self.alignment_loss, 'temperature'):
+            return self.alignment_loss.temperature()
+        return 1.0 / self.alignment_loss.logit_scale.detach().exp()
 
     def predict(self, inputs: dict, data_samples: list | None = None) -> list:
         """Samples with `student_embedding` / `teacher_embedding` (D; unit vectors in the space
