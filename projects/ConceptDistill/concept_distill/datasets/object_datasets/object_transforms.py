@@ -1,6 +1,8 @@
 """Transforms of single-object clouds (numpy `points` (N, 3 + C); xyz first, normals next).
 
 Per-point arrays (`part_labels`, `object_mask`) follow every re-sampling of the points.
+Normalisation and the scale / shift / rotation augmentations also take mmdet3d points (the
+object pairs' pipeline, after `FrustumPointPairing`): only xyz change, `pixel_uv` rides along.
 """
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
 from mmdet3d.registry import TRANSFORMS
+from mmdet3d.structures.points import BasePoints
 from mmengine.structures import BaseDataElement
 
 PER_POINT_KEYS = ('points', 'part_labels', 'object_mask')
@@ -75,16 +78,30 @@ class NormalizeObjectPoints(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         """Normalise `points[:, :3]` in place."""
-        pts = results['points'].astype(np.float32, copy=True)
+        pts, _ = _point_array(results['points'])
         xyz = pts[:, :3] - pts[:, :3].mean(axis=0)
         radius = float(np.linalg.norm(xyz, axis=1).max())
         pts[:, :3] = xyz / max(radius, 1e-8)
-        results['points'] = pts
+        results['points'] = _like(results['points'], pts)
         return results
 
 
-def _with_normals(pts: np.ndarray) -> bool:
-    return pts.shape[1] >= 6
+def _point_array(points) -> tuple[np.ndarray, bool]:
+    """A float32 copy of numpy or mmdet3d points and whether columns 3:6 are normals.
+
+    mmdet3d points (the paired object pipeline's) carry other attributes there (pixel_uv)."""
+    if isinstance(points, BasePoints):
+        return points.tensor.numpy().astype(np.float32, copy=True), False
+    pts = np.asarray(points).astype(np.float32, copy=True)
+    return pts, pts.shape[1] >= 6
+
+
+def _like(points, pts: np.ndarray):
+    """`pts` in the container type of `points` (numpy, or the same mmdet3d points class)."""
+    if isinstance(points, BasePoints):
+        return type(points)(torch.from_numpy(pts), points_dim=points.points_dim,
+                            attribute_dims=points.attribute_dims)
+    return pts
 
 
 @TRANSFORMS.register_module()
@@ -98,14 +115,14 @@ class ObjectScaleTranslate(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         """Scale and shift xyz; re-normalise normals."""
-        pts = results['points'].astype(np.float32, copy=True)
+        pts, normals = _point_array(results['points'])
         s = np.random.uniform(*self.scale, 3).astype(np.float32)
         t = np.random.uniform(-self.translate, self.translate, 3).astype(np.float32)
         pts[:, :3] = pts[:, :3] * s + t
-        if _with_normals(pts):
+        if normals:
             n = pts[:, 3:6] / s
             pts[:, 3:6] = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-8)
-        results['points'] = pts
+        results['points'] = _like(results['points'], pts)
         return results
 
 
@@ -123,11 +140,11 @@ class ObjectRandomRotate(BaseTransform):
         i, j = [k for k in range(3) if k != self.axis]
         rot = np.eye(3, dtype=np.float32)
         rot[i, i], rot[i, j], rot[j, i], rot[j, j] = c, -s, s, c
-        pts = results['points'].astype(np.float32, copy=True)
+        pts, normals = _point_array(results['points'])
         pts[:, :3] = pts[:, :3] @ rot.T
-        if _with_normals(pts):
+        if normals:
             pts[:, 3:6] = pts[:, 3:6] @ rot.T
-        results['points'] = pts
+        results['points'] = _like(results['points'], pts)
         return results
 
 
