@@ -12,3 +12,7 @@ model = dict(
             checkpoint='work_dirs/3detr-encoder_concept-distill_8xb8-100e_scannet-frames/'
             'backbone_latest.pth',
             prefix='backbone.')))
+
+# mmengine's Pretrained init only warns when keys do not match, which would leave a random
+# encoder for 1,080 epochs: this hook stops the run instead, and checks the loaded tensors.
+custom_hooks = [dict(type='PretrainedBackboneCheckHook')]

@@ -9,9 +9,17 @@ Each policy runs in its own fresh process (the policy is process-wide), on the s
 
 It prints a markdown table: wall, user and system CPU time, minor page faults (each is a 4 KiB
 page the kernel had to hand out and zero), the best of ``--repeat`` after warm-up steps, the
-process's peak resident memory after each part (training runs first), then the ratios. Usage:
+process's peak resident memory after each part (training runs first), then the ratios.
 
-    python tools/benchmark/allocator.py [--repeat 3] [--threads 2] [--scene FILE.bin]
+``--part workers`` measures dataloader workers instead: the main process grows its heap as a
+training step does (``--heap-mib`` of tensors allocated, then freed), then forks 2 workers
+that each fetch 40 paired-frame-sized items (a 40k-point scene, a 480x640 image, 8192 kept
+points); each worker reports its resident and private memory, under glibc's default, under
+the policy inherited by the workers (the former behaviour) and under the policy in the main
+process only (the default now: workers restore glibc's default at fork). Usage:
+
+    python tools/benchmark/allocator.py [--part votenet|workers|all] [--repeat 3]
+        [--threads 2] [--scene FILE.bin] [--heap-mib 2048]
 
 Without ``--scene`` the points come from a synthetic room (tools/create_data.py synthetic).
 """
@@ -28,6 +36,10 @@ import time
 from pathlib import Path
 
 POLICIES = {'glibc default': '0', 'retain_freed_memory()': '1'}
+# name -> (environment switch, policy inherited by forked workers)
+WORKER_POLICIES = {'glibc default': ('0', False),
+                   'retained, inherited by workers (former)': ('1', True),
+                   'retained in the main process only (default)': ('1', False)}
 
 
 def _scene_points(scene: Path | None):
@@ -114,8 +126,84 @@ def child(repeat: int, threads: int, scene: Path | None) -> None:
     print(json.dumps(dict(applied=applied, train=train, infer=infer)))
 
 
+def _own_memory() -> dict:
+    """This process's resident and private memory now, and its resident peak (MiB)."""
+    out = {}
+    for line in Path('/proc/self/status').read_text().splitlines():
+        if line.startswith(('VmRSS:', 'VmHWM:')):
+            out[line.split(':')[0]] = int(line.split()[1]) / 1024
+    private = 0
+    for line in Path('/proc/self/smaps_rollup').read_text().splitlines():
+        if line.startswith(('Private_Clean:', 'Private_Dirty:')):
+            private += int(line.split()[1])
+    return dict(rss=out['VmRSS'], peak=out['VmHWM'], private=private / 1024)
+
+
+class _PairedLikeItems:
+    """Items allocating what a paired-frame pipeline does (scene, image, kept points)."""
+
+    def __len__(self) -> int:
+        return 80
+
+    def __getitem__(self, i: int):
+        import numpy as np
+
+        rng = np.random.default_rng(i)
+        scene = rng.random((40000, 6), dtype=np.float32)  # LoadScenePoints
+        img = (rng.random((480, 640, 3)) * 255).astype(np.uint8)  # LoadPairedImage
+        uv = scene[:, :2] @ np.float32([[640, 0], [0, 480]])  # FrustumPointPairing
+        keep = np.flatnonzero((uv[:, 0] < 640) & (uv[:, 1] < 480))
+        pick = rng.choice(keep, 8192, replace=len(keep) < 8192)
+        return dict(points=scene[pick].copy(), img=img[::2, ::2].copy(), worker=_own_memory())
+
+
+def workers_child(heap_mib: int, in_children: bool) -> None:
+    """In a fresh process: grow the heap like a training step, then fork 2 workers."""
+    import torch
+
+    from concept_distill.engine.cpu_allocator import retain_freed_memory
+
+    applied = retain_freed_memory(in_children=in_children)
+    # A step's live set: many large tensors at once, then all freed (the heap keeps them).
+    blocks = [torch.ones(16 * 2**20 // 4) for _ in range(heap_mib // 16)]
+    del blocks
+    loader = torch.utils.data.DataLoader(_PairedLikeItems(), batch_size=2, num_workers=2,
+                                         collate_fn=lambda b: b,
+                                         multiprocessing_context='fork')
+    reports = [item['worker'] for batch in loader for item in batch][-4:]  # both workers'
+    print(json.dumps(dict(applied=applied, main=_own_memory(),
+                          worker=dict(rss=max(r['rss'] for r in reports),
+                                      peak=max(r['peak'] for r in reports),
+                                      private=max(r['private'] for r in reports)))))
+
+
+def run_workers(args) -> None:
+    """The worker-memory table."""
+    results = {}
+    for name, (switch, inherit) in WORKER_POLICIES.items():
+        cmd = [sys.executable, __file__, '--child-workers', '--heap-mib', str(args.heap_mib)]
+        if inherit:
+            cmd.append('--inherit')
+        env = dict(os.environ, CONCEPT_DISTILL_RETAIN_MEMORY=switch, PYTHONWARNINGS='ignore')
+        out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+        results[name] = json.loads(out.strip().splitlines()[-1])
+    print(f'Machine: {platform.machine()}, {os.cpu_count()} cores; main process heap grown '
+          f'to {args.heap_mib} MiB then freed; 2 forked workers, 40 items each.\n')
+    print('| malloc policy | main RSS (MiB) | worker RSS (MiB) | worker peak RSS (MiB) | '
+          'worker private (MiB) |')
+    print('| --- | ---: | ---: | ---: | ---: |')
+    for name, r in results.items():
+        w = r['worker']
+        print(f'| {name} | {r["main"]["rss"]:,.0f} | {w["rss"]:,.0f} | {w["peak"]:,.0f} | '
+              f'{w["private"]:,.0f} |')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--part', choices=['votenet', 'workers', 'all'], default='all')
+    parser.add_argument('--heap-mib', type=int, default=2048)
+    parser.add_argument('--child-workers', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--inherit', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--threads', type=int, default=os.cpu_count())
     parser.add_argument('--scene', type=Path, default=None,
@@ -125,6 +213,14 @@ def main() -> None:
     if args.child:
         child(args.repeat, args.threads, args.scene)
         return
+    if args.child_workers:
+        workers_child(args.heap_mib, args.inherit)
+        return
+    if args.part in ('workers', 'all'):
+        run_workers(args)
+        if args.part == 'workers':
+            return
+        print()
     if args.scene is not None and not args.scene.is_file():
         raise SystemExit(f'scene not found: {args.scene}')
     results = {}

@@ -4,12 +4,14 @@ from __future__ import annotations
 from mmdet3d.registry import HOOKS
 
 from concept_distill.hooks.backbone_export_hook import BackboneExportHook
+from concept_distill.hooks.frame_epoch_hook import FrameEpochHook
 from concept_distill.hooks.frozen_teacher_hook import FrozenTeacherHook
 
 
 @HOOKS.register_module()
 class ConceptDistillHook(BackboneExportHook):
-    """Alias kept for existing configs: FrozenTeacherHook + BackboneExportHook in one entry.
+    """Alias kept for existing configs: FrozenTeacherHook + BackboneExportHook (+ the per-epoch
+    frame offsets of FrameEpochHook) in one entry.
 
     New configs list the two hooks (``configs/_base_/concept-distill-runtime.py``).
     ``export_backbone=False`` keeps only the frozen-teacher part.
@@ -22,6 +24,7 @@ class ConceptDistillHook(BackboneExportHook):
         super().__init__(write_latest=write_latest, prefix=prefix)
         self.export_backbone = export_backbone
         self.frozen = FrozenTeacherHook(log_alignment=log_alignment)
+        self.frames = FrameEpochHook()
 
     def before_train(self, runner) -> None:
         """Frozen-teacher checks, then the export book-keeping."""
@@ -29,8 +32,9 @@ class ConceptDistillHook(BackboneExportHook):
         super().before_train(runner)
 
     def before_train_epoch(self, runner) -> None:
-        """Keep the teacher in eval mode."""
+        """Keep the teacher in eval mode; select this epoch's frames."""
         self.frozen.before_train_epoch(runner)
+        self.frames.before_train_epoch(runner)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Teacher key in the meta, then the iteration for export."""
