@@ -67,5 +67,4 @@ default_hooks = dict(
                     max_keep_ckpts=1))
 custom_hooks = [dict(type='ConceptDistillHook')]
 log_processor = dict(by_epoch=False)
-env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
