@@ -51,6 +51,8 @@ val_dataloader = dict(
     num_workers=2,
     persistent_workers=True,
     drop_last=False,
+    # A frame that cannot be read nor replaced without a duplicate pair is left out (None).
+    collate_fn=dict(type='paired_collate'),
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,
