@@ -475,3 +475,20 @@ def test_two_process_extraction_writes_the_one_process_cache(setup, tmp_path):
         np.testing.assert_array_equal(np.load(one / name), np.load(two / name), err_msg=name)
     assert json.loads((one / 'index.json').read_text()) == \
         json.loads((two / 'index.json').read_text())
+
+
+def test_extract_tool_refuses_a_weightless_teacher_unless_allowed(setup, tmp_path, import_tool):
+    """Issue 13: a real recipe without CLIP weights would cache features of noise."""
+    tmp, _, cfg_path = setup
+    strict = tmp_path / 'strict.py'
+    strict.write_text(f"_base_ = ['{cfg_path}']\nmodel = dict(allow_random_teacher=False)\n")
+    tool = import_tool('extract_teacher_features')
+    with pytest.raises(ValueError, match=r'model.teacher.pretrained is not set: .*'
+                                         r'model.allow_random_teacher=True'):
+        tool.main([str(strict), '--cache-dir', str(tmp_path / 'c')])
+    mapped = tmp_path / 'mapped.py'
+    mapped.write_text(f"_base_ = ['{strict}']\nmodel = dict(teacher=dict("
+                      "pretrained='clip.bin', mapping=dict(mapping_type='mlp')))\n")
+    with pytest.raises(ValueError, match=r'model.teacher.mapping.checkpoint is not set'):
+        tool.main([str(mapped), '--cache-dir', str(tmp_path / 'c')])
+    assert not (tmp_path / 'c').exists()  # refused before anything is written
