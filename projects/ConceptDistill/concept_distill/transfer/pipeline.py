@@ -7,6 +7,7 @@ renders seed 1000, pre-training objects seed 2000, downstream objects seed 3000.
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -71,6 +72,14 @@ def train_teacher_on_renders(out: str | os.PathLike, work_dir: str | os.PathLike
     return dict(summary, data_seed=data_seed)
 
 
+def downstream_seed(objects_root: str | os.PathLike) -> int | None:
+    """The data seed recorded in a downstream root's ``downstream.json`` (None without one)."""
+    stamp = Path(objects_root) / 'downstream.json'
+    if not stamp.is_file():
+        return None
+    return json.loads(stamp.read_text()).get('args', {}).get('seed')
+
+
 def transfer_pipeline(out_dir: str | os.PathLike, export: str | os.PathLike | None = None,
                       pretrain_config: str | None = None, teacher: str | None = None,
                       teacher_model: str | None = None, objects_root: str | None = None,
@@ -84,11 +93,13 @@ def transfer_pipeline(out_dir: str | os.PathLike, export: str | os.PathLike | No
     benchmark and write ``<out_dir>/<name>.{md,json}``. Returns the result (+ paths)."""
     out = Path(out_dir)
     teacher_cfg = resolve_teacher(teacher, teacher_model)
-    provenance: dict = dict(downstream_data_seed=data_seed if objects_root is None else None)
     if objects_root is None:
         objects_root = create_downstream_root(out / f'downstream_seed{data_seed}', classes,
                                               num_per_class, test_per_class, data_seed,
                                               num_views)
+    else:  # a root this module made says its seed; another one's seed is unknown
+        data_seed = downstream_seed(objects_root)
+    provenance: dict = dict(downstream_data_seed=data_seed)
     provenance['objects_root'] = str(objects_root)
     if export is None:
         if pretrain_config is None:
@@ -97,7 +108,7 @@ def transfer_pipeline(out_dir: str | os.PathLike, export: str | os.PathLike | No
         from concept_distill.transfer.pretrain import pretrain_objects
 
         kwargs = dict(pretrain_kwargs or {})
-        if kwargs.get('data_seed') == data_seed:
+        if data_seed is not None and kwargs.get('data_seed') == data_seed:
             raise TransferError(f'pre-training data seed {data_seed} equals the downstream '
                                 f'one: the evaluation objects would be pre-training objects')
         run = pretrain_objects(pretrain_config, out / 'pretrain', teacher_cfg, classes=classes,
@@ -113,4 +124,4 @@ def transfer_pipeline(out_dir: str | os.PathLike, export: str | os.PathLike | No
 
 
 __all__ = ['DEMO_CLASSES', 'DOWNSTREAM_DATA_SEED', 'PRETRAIN_DATA_SEED', 'TEACHER_DATA_SEED',
-           'resolve_teacher', 'train_teacher_on_renders', 'transfer_pipeline']
+           'downstream_seed', 'resolve_teacher', 'train_teacher_on_renders', 'transfer_pipeline']
