@@ -82,8 +82,11 @@ def test_missing_and_corrupt_point_files(root):
         ds[0]
     assert ds.skip_counts == {'missing_points': 4}
     pts.write_bytes(data + b'\x00' * 8)  # two stray floats: not a whole number of points
-    with pytest.raises(PairedDataError, match=r'corrupt point file .*scene0000_00\.bin'):
+    # (mmdet3d's loader, which LoadScenePoints extends, names the file and the size first.)
+    with pytest.raises(PairedDataError, match=r'point file .*scene0000_00\.bin.*not a whole '
+                       r'number') as err:
         _dataset(root, skip_bad_frames=False)[0]
+    assert err.value.reason == 'corrupt_points'
 
 
 def test_missing_depth_frame(root):
