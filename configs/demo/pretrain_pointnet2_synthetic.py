@@ -65,6 +65,6 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=2),  # a 2-core iteration takes seconds
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters,
                     max_keep_ckpts=1))
-custom_hooks = [dict(type='ConceptDistillHook')]
+custom_hooks = [dict(type='ConceptDistillHook'), dict(type='SkippedFramesHook')]
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)
