@@ -28,6 +28,7 @@ model = dict(
     concept_extractor=dict(num_layers=depth, embed_dims=embed_dims, num_heads=4))
 
 train_dataloader = dict(batch_size=8, num_workers=0, persistent_workers=False,
+                        sampler=dict(type='InfiniteSampler', shuffle=True),
                         dataset=dict(data_root=data_root))
 val_dataloader = dict(batch_size=16, num_workers=0, persistent_workers=False,
                       dataset=dict(data_root=data_root))
