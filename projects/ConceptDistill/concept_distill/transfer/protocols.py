@@ -53,12 +53,15 @@ def build_classifier(backbone_cfg: Mapping, num_classes: int, seed: int,
     """A `PointClassifier` over `backbone_cfg`, initialised from `seed` (RNG-isolated); the
     backbone then loads `backbone_state` strictly (0 missing / 0 unexpected keys)."""
     from mmdet3d.registry import MODELS
+    from mmengine.registry import DefaultScope
 
     import concept_distill  # noqa: F401  (registers the object-track models)
 
     cfg = dict(backbone_cfg)
     cfg.pop('init_cfg', None)
-    with torch.random.fork_rng(devices=[]):
+    # The classifier builds its data preprocessor through mmengine's root registry, which
+    # finds mmdet3d's (and the project's) modules only under the mmdet3d scope.
+    with torch.random.fork_rng(devices=[]), DefaultScope.overwrite_default_scope('mmdet3d'):
         torch.manual_seed(seed)
         model = MODELS.build(dict(type='PointClassifier', backbone=cfg, num_classes=num_classes,
                                   pool=POOL, head_channels=tuple(head_channels),
