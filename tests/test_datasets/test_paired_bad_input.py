@@ -52,8 +52,8 @@ def _edit_infos(root: Path, fn) -> None:
 def test_missing_image(root):
     _frame(root, 1, '.jpg').unlink()
     ds = _dataset(root)
-    assert ds[1]['data_samples'].frame_id == 'scene0000_00/00002'  # the next frame instead
-    assert ds.skip_counts == {'missing_image': 1}
+    assert ds[1] is None  # test mode: left out of the gallery, not a duplicate of frame 2
+    assert ds.skip_counts == {'missing_image': 1, 'dropped_from_gallery': 1}
     strict = _dataset(root, skip_bad_frames=False)
     with pytest.raises(PairedDataError, match=r'image file not found: .*00001\.jpg'):
         strict[1]
@@ -65,8 +65,8 @@ def test_corrupt_jpeg(root, damage):
     data = path.read_bytes()
     path.write_bytes(data[:len(data) // 3] if damage == 'truncate' else b'not a jpeg' * 50)
     ds = _dataset(root)
-    assert ds[2]['data_samples'].frame_id == 'scene0000_00/00003'
-    assert ds.skip_counts == {'corrupt_image': 1}
+    assert ds[2] is None
+    assert ds.skip_counts == {'corrupt_image': 1, 'dropped_from_gallery': 1}
     with pytest.raises(PairedDataError, match=r'corrupt image file .*00002\.jpg'):
         _dataset(root, skip_bad_frames=False)[2]
 
@@ -77,7 +77,7 @@ def test_missing_and_corrupt_point_files(root):
     pts.unlink()
     with pytest.raises(PairedDataError, match=r'point file not found: .*scene0000_00\.bin'):
         _dataset(root, skip_bad_frames=False)[0]
-    ds = _dataset(root)  # every frame of the only scene is unreadable: a clear stop
+    ds = _dataset(root, test_mode=False)  # every frame unreadable: a clear stop
     with pytest.raises(PairedDataError, match='no readable frame after 4 tries'):
         ds[0]
     assert ds.skip_counts == {'missing_points': 4}
@@ -92,8 +92,8 @@ def test_missing_and_corrupt_point_files(root):
 def test_missing_depth_frame(root):
     _frame(root, 0, '.png').unlink()
     ds = _dataset(root)
-    assert ds[0]['data_samples'].frame_id == 'scene0000_00/00001'
-    assert ds.skip_counts == {'missing_depth': 1}
+    assert ds[0] is None
+    assert ds.skip_counts == {'missing_depth': 1, 'dropped_from_gallery': 1}
 
 
 def test_non_finite_pose_is_dropped_and_counted(root):
@@ -115,7 +115,7 @@ def test_empty_frustum_is_replaced_and_counted(root):
 
     _edit_infos(root, look_away)
     ds = _dataset(root)
-    assert ds[0]['data_samples'].frame_id == 'scene0000_00/00001'
-    assert ds.skip_counts == {'too_few_points': 1}
+    assert ds[0] is None
+    assert ds.skip_counts == {'too_few_points': 1, 'dropped_from_gallery': 1}
     with pytest.raises(PairedDataError, match=r'frame scene0000_00/00000 sees 0 points'):
         _dataset(root, skip_bad_frames=False)[0]

@@ -168,8 +168,8 @@ def test_missing_file_falls_back_online_and_corrupt_file_is_skipped(prepared, tm
     with pytest.raises(PairedDataError, match=r'corrupt pairs file .*00002\.pairs'):
         _dataset(root, True)[2]
     ds = _dataset(root, True, skip_bad_frames=True, test_mode=True)
-    assert ds[2]['data_samples'].frame_id == 'scene0000_00/00000'  # the next frame instead
-    assert ds.skip_counts == {'corrupt_pairs': 1}
+    assert ds[2] is None  # test mode: left out of the gallery, not a duplicate of frame 0
+    assert ds.skip_counts == {'corrupt_pairs': 1, 'dropped_from_gallery': 1}
 
 
 def test_preparation_resumes_and_redoes_changed_parameters(synthetic_root, tmp_path,
