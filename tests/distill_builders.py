@@ -3,17 +3,15 @@ from __future__ import annotations
 
 import copy
 import os.path as osp
-from pathlib import Path
 
 import mmdet3d
 import pytest
 import torch
+from conftest import REPO_ROOT
 from mmdet3d.registry import MODELS
 from mmdet3d.structures import Det3DDataSample
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
-
-from conftest import REPO_ROOT
 
 REPO = str(REPO_ROOT)
 VOTENET_CFG = osp.join(osp.dirname(mmdet3d.__file__), '.mim', 'configs', 'votenet',
