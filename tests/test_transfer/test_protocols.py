@@ -1,6 +1,10 @@
 """Transfer protocols: stratified label subsets, the linear probe, weight digests."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -65,3 +69,14 @@ def test_goal_check_reads_the_cells() -> None:
     assert goal['linear_probe@1']['met'] and not goal['finetune@0.01']['met']
     assert goal['finetune@0.1'] is None
     assert goal['gap_closed']['fraction'] == pytest.approx(0.75)
+
+
+def test_classifier_builds_outside_an_mmdet3d_scope() -> None:
+    """A fresh process (as tools/transfer.py runs) has no default scope set by the tests."""
+    code = ('from concept_distill.transfer.protocols import build_classifier\n'
+            f'm = build_classifier({TINY!r}, 3, seed=0)\n'
+            'print(type(m.data_preprocessor).__name__)\n')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == 'ObjectDataPreprocessor'
