@@ -1,12 +1,13 @@
 """End to end on CPU through tools/train.py: pre-training learns, the hook exports, VoteNet
 fine-tunes from the export.
 
-Data: synthetic ScanNet-format rooms (4 pre-training rooms x 96 posed frames; even frames
-train, odd frames are the held-out pairs; a 5th room is the VoteNet val split). Teacher: a
-small random open_clip ViT (64 px, 2 layers; ViT-B-16 is too slow for a CPU test).
+Data: synthetic ScanNet-format rooms: 4 pre-training rooms x 96 posed frames train; a 5th
+room, never seen in pre-training, gives the held-out pairs (and is the VoteNet val split).
+Teacher: a small random open_clip ViT (64 px, 2 layers; ViT-B-16 is too slow for a CPU test).
 
-- learning run: a half-width PointNet2SASSG (VoteNet's layout, half the channels) for 200
-  iterations; its export must *not* load into VoteNet (a clear error names the mismatch);
+- learning run: a half-width PointNet2SASSG (VoteNet's layout, half the channels, xyz +
+  height + colour in) for 200 iterations; retrieval on the unseen room among 8 candidates;
+  its export must *not* load into VoteNet (a clear error names the mismatch);
 - transfer run: VoteNet's exact PointNet2SASSG for 2 iterations; its export loads into
   mmdet3d's VoteNet config (only `init_cfg` added), then VoteNet trains a step and predicts.
 """
@@ -33,6 +34,7 @@ PRETRAIN_CFG = REPO_ROOT / 'configs' / 'pretrain' / \
     'pointnet2-sassg_concept-distill_8xb8-100e_scannet-frames.py'
 VOTENET_CFG = REPO_ROOT / 'configs' / 'votenet' / 'votenet_concept-distill_8xb8_scannet-3d.py'
 LEARN_ITERS = 200
+CANDIDATES = 8  # galleries of 8 frames of the unseen room (~96 queries; see the test below)
 
 PRETRAIN_TEMPLATE = """
 _base_ = ['{base}']
@@ -40,7 +42,7 @@ data_root = '{root}/'
 prep = dict(type='ResizeCropForTeacher', size=(64, 64), mode='squash')
 load = [
     dict(type='LoadScenePoints', coord_type='DEPTH', shift_height=True, load_dim=6,
-         use_dim=[0, 1, 2]),
+         use_dim={use_dim}, use_color={use_color}),{color_norm}
     dict(type='LoadPairedImage', with_pixels=True, with_depth=True, decode_size=(64, 64)),
     prep,
     dict(type='FrustumPointPairing', num_points={points}, depth_range=(0.1, 10.0),
@@ -52,16 +54,19 @@ train_pipeline = load + [
          scale_ratio_range=[1.0, 1.0], shift_height=True),
     dict(type='PackPairedInputs')]
 test_pipeline = load + [dict(type='PackPairedInputs')]
-frames = {num_frames}
+# Train on every frame of the train rooms; validate on the room of the val split, which
+# pre-training never sees (frames of a training room would share its layout and colours).
 train_dataloader = dict(
     batch_size={batch}, num_workers=0, persistent_workers=False,
     dataset=dict(data_root=data_root, ann_file='scannet_infos_train.pkl', frame_stride=1,
-                 pipeline=train_pipeline, indices=list(range(0, frames, 2))))
+                 pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=32, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, ann_file='scannet_infos_train.pkl', frame_stride=1,
-                 pipeline=test_pipeline, indices=list(range(1, frames, {val_stride}))))
+    dataset=dict(data_root=data_root, ann_file='scannet_infos_val.pkl', frame_stride=1,
+                 pipeline=test_pipeline, indices=list(range(0, {val_frames}, {val_stride}))))
 test_dataloader = val_dataloader
+val_evaluator = dict(type='ConceptRetrievalMetric', num_candidates={candidates})
+test_evaluator = val_evaluator
 model = dict(
     allow_random_teacher=True,  # no CLIP weights in tests
     # VoteNet samples 2048/1024/512/256 points; fewer here (parameter shapes do not change).
@@ -84,6 +89,11 @@ randomness = dict(seed=0)
 """
 HALF_WIDTH = """, sa_channels=((32, 32, 64), (64, 64, 128), (64, 64, 128), (64, 64, 128)),
                   fp_channels=((128, 128), (128, 128))"""
+# Points x y z, height, r g b (colours normalised to [-0.5, 0.5]): a random teacher embeds
+# mostly a frame's colour layout, which xyz alone cannot tell for an unseen room.
+COLOR_NORM = """
+    dict(type='NormalizePointsColor', color_mean=[127.5, 127.5, 127.5]),"""
+HALF_WIDTH_COLOR = HALF_WIDTH + ', in_channels=7'
 HALF_WIDTH_STUDENT = ("token_adapter=dict(out_channels=128),\n"
                       "    concept_extractor=dict(embed_dims=128, num_heads=4),")
 
@@ -127,20 +137,22 @@ def _scalars(work_dir: Path) -> list[dict]:
 
 @pytest.fixture(scope='module')
 def data_root(synthetic_root) -> Path:
-    """Synthetic rooms: 4 for pre-training, a 5th as the VoteNet val split."""
+    """Synthetic rooms: 4 for pre-training, a 5th held out (pre-training val, VoteNet val)."""
     return synthetic_root(num_scenes=5, seed=0, num_frames=96, points_per_scene=20000,
                           image_size=(96, 128), val_scenes=1)
 
 
 def _pretrain(root: Path, name: str, max_iters: int, batch: int, points: int,
-              backbone: str, student: str, log_interval: int, val_stride: int) -> dict:
-    infos = mmengine.load(root / 'scannet_infos_train.pkl')['data_list']
-    num_frames = sum(len(info['frames']) for info in infos)  # rejected poses may drop some
+              backbone: str, student: str, log_interval: int, val_stride: int,
+              color: bool = False, candidates: int = 32) -> dict:
+    infos = mmengine.load(root / 'scannet_infos_val.pkl')['data_list']
+    val_frames = sum(len(info['frames']) for info in infos)  # rejected poses may drop some
     cfg = root.parent / f'{name}.py'
     cfg.write_text(PRETRAIN_TEMPLATE.format(
-        base=PRETRAIN_CFG, root=root, num_frames=num_frames, batch=batch, points=points,
+        base=PRETRAIN_CFG, root=root, val_frames=val_frames, batch=batch, points=points,
         backbone=backbone, student=student, max_iters=max_iters, log_interval=log_interval,
-        val_stride=val_stride))
+        val_stride=val_stride, use_dim=[0, 1, 2, 3, 4, 5] if color else [0, 1, 2],
+        use_color=color, color_norm=COLOR_NORM if color else '', candidates=candidates))
     work_dir = root.parent / name
     log = _train(cfg, work_dir, timeout=1800)
     scalars = _scalars(work_dir)
@@ -152,15 +164,24 @@ def _pretrain(root: Path, name: str, max_iters: int, batch: int, points: int,
 def learning_run(data_root: Path) -> dict:
     """200 iterations of a half-width PointNet2SASSG student."""
     return _pretrain(data_root, 'learn', LEARN_ITERS, batch=16, points=1024,
-                     backbone=HALF_WIDTH, student=HALF_WIDTH_STUDENT, log_interval=10,
-                     val_stride=2)
+                     backbone=HALF_WIDTH_COLOR, student=HALF_WIDTH_STUDENT, log_interval=10,
+                     val_stride=1, color=True, candidates=CANDIDATES)
 
 
 @pytest.fixture(scope='module')
 def transfer_run(data_root: Path) -> dict:
     """2 iterations of VoteNet's exact PointNet2SASSG: what the export must carry."""
     return _pretrain(data_root, 'transfer', 2, batch=4, points=512, backbone='', student='',
-                     log_interval=1, val_stride=24)
+                     log_interval=1, val_stride=12)
+
+
+def test_held_out_room_is_another_scene(data_root: Path) -> None:
+    def scenes(split: str) -> set[str]:
+        infos = mmengine.load(data_root / f'scannet_infos_{split}.pkl')['data_list']
+        return {i['lidar_points']['lidar_path'] for i in infos}
+
+    train, val = scenes('train'), scenes('val')
+    assert len(train) == 4 and len(val) == 1 and not train & val
 
 
 def test_loss_falls(learning_run: dict) -> None:
@@ -174,12 +195,17 @@ def test_loss_falls(learning_run: dict) -> None:
 
 def test_heldout_retrieval_well_above_chance(learning_run: dict) -> None:
     (final,) = learning_run['val'][-1:]
-    print(f"\nheld-out pairs: top-1 {final['align/top1']:.3f} among "
+    print(f"\nunseen room: top-1 {final['align/top1']:.3f} among "
           f"{int(final['align/num_candidates'])} candidates (chance {final['align/chance']:.3f},"
           f" x{final['align/top1_over_chance']:.1f}; galleries in frame order: "
           f"{final['align/top1_ordered']:.3f}), mean cosine {final['align/cos']:.3f}")
-    assert final['align/num_candidates'] == 32
-    assert final['align/top1'] >= 5 * final['align/chance']
+    assert final['align/num_candidates'] == CANDIDATES
+    # ~96 queries from the unseen room: chance gives 12 +- 3.2 hits among 8 candidates. The
+    # validation's point sampling is not bit-reproducible across runs (two runs of this test,
+    # identical training losses: top-1 0.271 / 0.229, frame-order galleries 0.240 / 0.312), so
+    # both gallery orders must reach 1.5x chance (18 hits, 1.9 sd above it, each).
+    assert final['align/top1'] >= 1.5 * final['align/chance']
+    assert final['align/top1_ordered'] >= 1.5 * final['align/chance']
 
 
 def test_export_of_another_backbone_is_refused_by_votenet(learning_run: dict) -> None:
