@@ -104,6 +104,30 @@ def run_steps(model: nn.Module, forward: nn.Module, rank: int = 0, world: int = 
     return record
 
 
+GATHER_SIZES = (3, 1)  # rows per rank for the unequal-batch probe of the gather
+
+
+def gather_probe_loss(rows: torch.Tensor, offset: int, n: int) -> torch.Tensor:
+    """A rank's loss from all rows: its own rows scored against every row (as InfoNCE)."""
+    return torch.logsumexp(rows[offset:offset + n] @ rows.t(), dim=1).sum()
+
+
+def gather_probe_rows() -> torch.Tensor:
+    """The probe's rows of all ranks, in rank order."""
+    return torch.randn(sum(GATHER_SIZES), 3, generator=torch.Generator().manual_seed(7))
+
+
+def gather_probe(rank: int) -> dict:
+    """`gather_with_grad` with unequal per-rank batches: gathered rows, offset, gradient."""
+    from concept_distill.models.distill.concept_alignment_loss import gather_with_grad
+
+    start = sum(GATHER_SIZES[:rank])
+    x = gather_probe_rows()[start:start + GATHER_SIZES[rank]].requires_grad_(True)
+    rows, offset = gather_with_grad(x)
+    gather_probe_loss(rows, offset, GATHER_SIZES[rank]).backward()
+    return dict(rows=rows.detach(), offset=offset, grad=x.grad)
+
+
 def main(out: str) -> None:
     """A torchrun worker: every case under DDP (gloo, CPU), records to ``out``."""
     from mmdet3d.utils import register_all_modules
@@ -123,6 +147,7 @@ def main(out: str) -> None:
                                       find_unused_parameters=False)
         record = run_steps(model, ddp, rank, world)
         torch.save(record, Path(out) / f'{name}_rank{rank}.pt')
+    torch.save(gather_probe(rank), Path(out) / f'gather_rank{rank}.pt')
     torch_dist.destroy_process_group()
 
 

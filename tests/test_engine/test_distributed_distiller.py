@@ -25,7 +25,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from dist_distiller_step import CASES, build_case, run_steps
+from dist_distiller_step import (
+    CASES,
+    GATHER_SIZES,
+    build_case,
+    gather_probe_loss,
+    gather_probe_rows,
+    run_steps,
+)
 
 HERE = Path(__file__).resolve().parents[1]  # tests/
 WORLD = 2
@@ -52,7 +59,7 @@ def two_process_records(tmp_path_factory: pytest.TempPathFactory) -> dict:
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
     print(f'2 torchrun workers: {time.perf_counter() - start:.1f} s')
     return {name: [torch.load(out / f'{name}_rank{r}.pt', weights_only=False)
-                   for r in range(WORLD)] for name in CASES}
+                   for r in range(WORLD)] for name in [*CASES, 'gather']}
 
 
 @pytest.mark.parametrize('case', sorted(CASES))
@@ -86,3 +93,17 @@ def test_two_processes_give_the_one_process_loss_and_gradients(
                                        rtol=1e-5, atol=1e-7)
             assert r['temperature'][step] == pytest.approx(single['temperature'][step],
                                                            rel=1e-6)
+
+
+def test_gather_with_unequal_batches_routes_each_rows_gradient_home(
+        two_process_records: dict) -> None:
+    """Ranks with 3 and 1 rows (a last batch): every rank sees all 4 rows in rank order, and
+    each row's gradient is that of the sum of all ranks' losses (exact up to rounding)."""
+    rows = gather_probe_rows().requires_grad_(True)
+    offsets = [sum(GATHER_SIZES[:r]) for r in range(WORLD)]
+    sum(gather_probe_loss(rows, o, n) for o, n in zip(offsets, GATHER_SIZES)).backward()
+    for r, got in enumerate(two_process_records['gather']):
+        assert got['offset'] == offsets[r]
+        torch.testing.assert_close(got['rows'], rows.detach(), rtol=0, atol=0)
+        torch.testing.assert_close(got['grad'], rows.grad[offsets[r]:offsets[r] + GATHER_SIZES[r]],
+                                   rtol=1e-6, atol=1e-6)
