@@ -9,12 +9,12 @@ from mmengine.model import BaseModel
 from torch import nn
 
 from concept_distill.evaluation.alignment_metrics import alignment_metrics
-from concept_distill.models.distill.clip_teacher import CLIPTeacher
 from concept_distill.models.distill.concept_alignment_loss import (
     ConceptAlignmentLoss,
     pool_concepts,
     sample_patch_features,
 )
+from concept_distill.models.distill.lazy_teacher import LazyCLIPTeacher
 from concept_distill.models.distill.point_tokens import PointTokens
 
 # Rows of the token-to-point distance matrix computed at once (memory ~ rows x points).
@@ -115,9 +115,8 @@ class ConceptDistiller(BaseModel):
         if freeze_unused is not None:
             freeze_unused(self.backbone)
 
-        teacher_module = MODELS.build(teacher)
-        if not isinstance(teacher_module, CLIPTeacher):
-            raise TypeError(f'teacher must build a CLIPTeacher, got {type(teacher_module)}')
+        # Built on first use (lazy_teacher.py): a run on cached features never builds it.
+        teacher_module = LazyCLIPTeacher(teacher)
         # Plain attribute, not a submodule: see the class docstring.
         object.__setattr__(self, 'teacher', teacher_module)
 
