@@ -10,7 +10,9 @@ On a machine with no dataset and no CLIP weights it:
   4. exports the backbone (tools/export_backbone.py),
   5. fine-tunes mmdet3d's VoteNet from scratch and from that backbone, same schedule,
   6. evaluates both (mmdet3d's IndoorMetric, mAP@0.25 / mAP@0.5),
-  7. writes OUT/report/report.md with tables, the exact commands and figures.
+  7. the object track: synthetic objects with rendered views -> teacher cache -> object
+     pre-training -> export -> the transfer table on held-out objects (tools/transfer.py),
+  8. writes OUT/report/report.md with tables, the exact commands and figures.
 Every step is a real command of this repository; the report lists them. The stages and the
 report are concept_distill.engine.demo and concept_distill.visualization.demo_report.
 """
@@ -29,7 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--out', default='demo_output', help='output folder (relative to the repo)')
     p.add_argument('--scale', type=float, default=1.0,
-                   help='multiplies scenes, frames and training lengths (1.0: ~10 min on 2 cores)')
+                   help='multiplies scenes, objects, frames and training lengths (1.0: the '
+                   '~15 min budget on 2 idle cores)')
     p.add_argument('--clip-model', default='ViT-B-16')
     p.add_argument('--clip-weights', default=None,
                    help='local open_clip checkpoint of --clip-model (default: random init)')
@@ -37,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help='a ScanNet root prepared by tools/create_data.py scannet (with frames); '
                    'default: generate synthetic scenes')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--no-object-track', dest='object_track', action='store_false',
+                   help='skip the object track (objects, object pre-training, transfer table)')
     p.add_argument('--force', action='store_true',
                    help='replace an existing --out folder (never done silently)')
     args = p.parse_args(argv)

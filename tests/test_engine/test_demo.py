@@ -13,7 +13,10 @@ import pytest
 from conftest import REPO_ROOT
 
 REPO = REPO_ROOT
-FIGURES = ('curves.png', 'pairing.png', 'concepts.png', 'boxes.png')
+FIGURES = ('curves.png', 'pairing.png', 'concepts.png', 'boxes.png', 'transfer.png')
+OBJECT_TOOLS = ['tools/create_object_data.py', 'tools/create_object_data.py',
+                'tools/extract_teacher_features.py', 'tools/train.py', 'tools/export_backbone.py',
+                'tools/transfer.py']
 
 
 def _demo(out: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -29,10 +32,13 @@ def test_demo_small_scale_end_to_end(tmp_path):
 
     # The screen: every step with its command, then the one-screen summary.
     assert 'RANDOMLY INITIALISED' in run.stdout
-    for i, step in enumerate(['Generate synthetic', "Cache the CLIP teacher's", 'Pre-train',
-                              'Export the backbone', 'from scratch', 'from the pre-trained',
-                              'Write the report'], 1):
-        assert re.search(rf'\[{i}/7\] .*{step}', run.stdout), step
+    steps = ['Generate synthetic', "Cache the CLIP teacher's", 'Pre-train',
+             'Export the backbone', 'from scratch', 'from the pre-trained',
+             'Generate synthetic pre-training objects', 'Generate held-out objects',
+             "Cache the teacher's embeddings of every object view", 'Pre-train the point-patch',
+             'Export the object backbone', 'Transfer table', 'Write the report']
+    for i, step in enumerate(steps, 1):
+        assert re.search(rf'\[{i}/{len(steps)}\] .*{step}', run.stdout), step
     assert 'ConceptDistill demo: done in' in run.stdout
     assert 'RANDOM CLIP TEACHER' in run.stdout.split('ConceptDistill demo: done in')[1]
 
@@ -44,6 +50,19 @@ def test_demo_small_scale_end_to_end(tmp_path):
         assert m and all(0.0 <= float(v) <= 1.0 for v in m.groups()), row
     # The exact commands, runnable from the repository root.
     assert 'python tools/train.py configs/demo/votenet_synthetic_pretrained.py' in report
+    assert 'python tools/transfer.py --out-dir' in report
+
+    # The object track: the transfer table (pre-trained, scratch and the teacher's reference,
+    # each protocol at each label fraction, accuracy in [0, 100] % with the seeds' spread),
+    # the teacher of each row, and the plot.
+    assert '## Object track: transfer to held-out objects' in report
+    rows = re.findall(r'^\| (pretrained|scratch|teacher) \| (linear probe|finetune) \| '
+                      r'([\d.]+)% \(\d+\) \| ([\d.]+) ± ([\d.]+) \| 0,1,2 \|', report, re.M)
+    cells = {(b, p, float(f)) for b, p, f, _, _ in rows}
+    assert len(rows) == len(cells) == 3 * 2 * 2 + 3, rows  # teacher: linear probe only
+    assert all(0.0 <= float(m) <= 100.0 for *_, m, _ in rows)
+    assert 'Teacher of each row:' in report and 'teacher: random ViT-B-16' in report
+    assert '![Transfer to held-out objects: accuracy vs label fraction](transfer.png)' in report
     for name in FIGURES:
         png = (out / 'report' / name).read_bytes()
         assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 10_000, name
@@ -81,7 +100,7 @@ def _demo_args(**kwargs) -> argparse.Namespace:
     """tools/demo.py's arguments (its defaults) with ``kwargs`` replaced."""
     return argparse.Namespace(**{**dict(out='demo_output', scale=1.0, clip_model='ViT-B-16',
                                         clip_weights=None, data_root=None, seed=0,
-                                        force=False), **kwargs})
+                                        force=False, object_track=True), **kwargs})
 
 
 def test_data_root_and_clip_weights_reach_every_command(tmp_path, synthetic_root):
@@ -99,7 +118,14 @@ def test_data_root_and_clip_weights_reach_every_command(tmp_path, synthetic_root
     # No generation step; every command reads the given root; the teacher gets the weights.
     assert [s.cmd[1] for s in stages] == ['tools/extract_teacher_features.py', 'tools/train.py',
                                           'tools/export_backbone.py', 'tools/train.py',
-                                          'tools/train.py']
+                                          'tools/train.py', *OBJECT_TOOLS]
+    # The object track distils the same weights and its reference row is that teacher.
+    for stage in stages[-4:-2]:
+        assert f'model.teacher.pretrained={weights}' in stage.cmd, stage.name
+        assert 'model.allow_random_teacher=True' not in stage.cmd
+    assert stages[-1].cmd[stages[-1].cmd.index('--teacher'):][:4] == [
+        '--teacher', str(weights), '--teacher-model', 'ViT-B-16']
+    stages = stages[:5]
     for stage in stages[:2]:
         assert f'model.teacher.pretrained={weights}' in stage.cmd
         assert 'model.allow_random_teacher=True' not in stage.cmd  # the guard stays on
@@ -120,7 +146,19 @@ def test_plan_scales_and_status_lines(tmp_path):
     from concept_distill.engine.demo import Stage, plan, status_line
 
     stages, sizes = plan(_demo_args(scale=0.1), tmp_path)
-    assert len(stages) == 6 and stages[0].cmd[1:3] == ['tools/create_data.py', 'synthetic']
+    assert len(stages) == 12 and stages[0].cmd[1:3] == ['tools/create_data.py', 'synthetic']
+    assert [s.cmd[1] for s in stages[6:]] == OBJECT_TOOLS
+    # The object track scales down too, keeping 3 seeds and one held-out object set whose
+    # data seed differs from the pre-training objects'.
+    assert (sizes['object_pretrain_per_class'], sizes['object_pretrain_iters'],
+            sizes['finetune_steps'], sizes['transfer_seeds']) == (3, 4, 2, [0, 1, 2])
+    seeds = [s.cmd[s.cmd.index('--seed') + 1] for s in stages[6:8]]
+    assert seeds[0] != seeds[1]
+    # Without CLIP weights the object teacher is the small render-teacher architecture, random,
+    # in pre-training and in the transfer table's reference row alike.
+    assert 'model.teacher.arch_overrides.vision_cfg.image_size=64' in stages[8].cmd
+    assert stages[-1].cmd[stages[-1].cmd.index('--teacher') + 1] == 'random'
+    assert len(plan(_demo_args(scale=0.1, object_track=False), tmp_path)[0]) == 6
     assert (sizes['num_scenes'], sizes['pretrain_iters'], sizes['votenet_epochs']) == (3, 5, 1)
     assert stages[2].shell.startswith('python tools/train.py configs/demo/')
     # Without weights the random teacher is asked for explicitly (the distiller refuses it).

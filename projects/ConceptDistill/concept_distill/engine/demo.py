@@ -8,7 +8,10 @@ On a machine with no dataset and no CLIP weights it:
   4. exports the backbone (tools/export_backbone.py),
   5. fine-tunes mmdet3d's VoteNet from scratch and from that backbone, same schedule,
   6. evaluates both (mmdet3d's IndoorMetric, mAP@0.25 / mAP@0.5),
-  7. writes OUT/report/report.md with tables, the exact commands and figures
+  7. the object track (concept_distill.engine.demo_objects): synthetic objects with views,
+     held-out objects, teacher cache, object pre-training, export, and the transfer table
+     (linear probe / few-label fine-tuning, pre-trained vs scratch, over seeds),
+  8. writes OUT/report/report.md with tables, the exact commands and figures
      (concept_distill.visualization.demo_report).
 Every step is a real command of this repository, run from the repository root; the report
 lists them.
@@ -205,7 +208,8 @@ def plan(args: argparse.Namespace, out: Path) -> tuple[list[Stage], dict]:
     stages += [
         Stage("Cache the CLIP teacher's embeddings of every frame", [
             PY, 'tools/extract_teacher_features.py', PRETRAIN_CFG, '--cache-dir', str(cache),
-            '--tokens', 'patch', '--cfg-options', *pre_opts, *pre_transforms], out / 'logs' / 'teacher_cache.log'),
+            '--tokens', 'patch', '--cfg-options', *pre_opts, *pre_transforms],
+            out / 'logs' / 'teacher_cache.log'),
         Stage('Pre-train PointNet2SASSG with concept alignment', [
             PY, 'tools/train.py', PRETRAIN_CFG, '--work-dir', str(out / 'pretrain'),
             '--cfg-options', *pre_opts, *pre_transforms], out / 'logs' / 'pretrain.log'),
@@ -225,6 +229,13 @@ def plan(args: argparse.Namespace, out: Path) -> tuple[list[Stage], dict]:
     sizes.update(data_root=str(data_root), cache=str(cache), backbone=str(backbone),
                  pretrain_checkpoint=str(pre_ckpt), pretrain_config=PRETRAIN_CFG,
                  votenet_config=VOTENET_CFG)
+    if getattr(args, 'object_track', True):
+        # Imported here: demo_objects reuses this module's option helpers.
+        from concept_distill.engine.demo_objects import object_track
+
+        object_stages, object_info = object_track(args, out, Stage, PY)
+        stages += object_stages
+        sizes.update(object_info)
     return stages, sizes
 
 

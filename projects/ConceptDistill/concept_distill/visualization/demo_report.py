@@ -81,6 +81,50 @@ def data_description(sizes: Mapping[str, Any], args: argparse.Namespace) -> str:
     return f'Data: the ScanNet-format root `{root}`: {", ".join(parts)}.'
 
 
+def transfer_section(sizes: Mapping[str, Any], args: argparse.Namespace,
+                     report: Path) -> tuple[list[str], tuple[str, str, str] | None, str]:
+    """The object track's part of the report: (markdown lines, its figure entry, a summary
+    line); nothing when the demo ran no object track (``sizes`` has no ``transfer_json``)."""
+    if 'transfer_json' not in sizes:
+        return [], None, ''
+    from concept_distill.visualization.transfer_plot import plot_transfer
+
+    result = json.loads(Path(sizes['transfer_json']).read_text())
+    rows, meta = result['rows'], result.get('meta', {})
+    figure = ('Transfer to held-out objects: accuracy vs label fraction',
+              *_figure(report, 'transfer.png', lambda p: plot_transfer(rows, p)))
+    teachers = sorted({f'{r["backbone"]}: {r["teacher"]}' for r in rows})
+    weights = ('--clip-weights /path/to/open_clip_ViT-B-16.bin' if not args.clip_weights
+               else f'--clip-weights {args.clip_weights}')
+    lines = [
+        '## Object track: transfer to held-out objects', '',
+        'Pre-training: the point-patch transformer on '
+        f'{sizes["object_pretrain_per_class"]} synthetic objects per class '
+        f'({len(sizes["object_classes"])} classes, {sizes["object_views"]} rendered view(s) '
+        f'each), {sizes["object_pretrain_iters"]} iterations. Evaluation: '
+        f'{meta.get("num_train", "?")} train / {meta.get("num_test", "?")} test objects of '
+        'other instances (another data seed), never seen in pre-training. Linear probe: '
+        'logistic regression on the frozen pooled features; fine-tuning: '
+        f'{meta.get("finetune_steps", "?")} steps; scratch: the same backbone randomly '
+        'initialised; teacher: the linear probe on the teacher\'s own embeddings of the '
+        'objects\' views. Mean ± sample std over seeds '
+        f'{", ".join(str(s) for s in meta.get("seeds", sizes["transfer_seeds"]))}.', '',
+        Path(sizes['transfer_md']).read_text().strip(), '',
+        'Teacher of each row: ' + '; '.join(teachers) + '.', '',
+        f'Rerun with real CLIP weights: `python tools/demo.py {weights}` (both tracks), or '
+        'the table alone: `python tools/transfer.py --out-dir work_dirs/transfer --export '
+        f'{sizes["object_export"]} --objects-root {sizes["objects_heldout_root"]} --teacher '
+        '/path/to/open_clip_ViT-B-16.bin --teacher-model ViT-B-16` (docs/transfer.md).', '']
+    def cell(backbone: str, protocol: str) -> str:
+        hit = [r for r in rows if r['backbone'] == backbone and r['protocol'] == protocol
+               and r['label_fraction'] == max(sizes['transfer_fractions'])]
+        return (f'{100 * hit[0]["mean"]:.1f}±{100 * hit[0]["std"]:.1f}%' if hit else 'n/a')
+    summary = (f'  objects, linear probe (all labels)   pre-trained: '
+               f'{cell("pretrained", "linear_probe")}   scratch: {cell("scratch", "linear_probe")}'
+               f'   teacher: {cell("teacher", "linear_probe")}')
+    return lines, figure, summary
+
+
 def write_report(out: Path, stages: Sequence[Any], sizes: Mapping[str, Any],
                  args: argparse.Namespace, total_seconds: float, root: Path) -> str:
     """Write OUT/report/report.md and its PNGs; return the one-screen summary.
@@ -132,6 +176,9 @@ def write_report(out: Path, stages: Sequence[Any], sizes: Mapping[str, Any],
              report_config(root, sizes['votenet_config'], vn_opts), votenet_runs, p,
              trusted=True))),
     ]
+    object_lines, object_figure, object_summary = transfer_section(sizes, args, report)
+    if object_figure is not None:
+        figures.append(object_figure)
     chance = retrieval.get('align/chance', float('nan'))
     lines = [
         '# ConceptDistill demo report', '',
@@ -163,7 +210,7 @@ def write_report(out: Path, stages: Sequence[Any], sizes: Mapping[str, Any],
         '', f'mAP is averaged over the classes that have ground truth in the evaluated scenes; '
         f'mmdet3d\'s own mean (last column) is NaN when any of the 18 classes is absent. '
         f'{sizes["votenet_epochs"]} epochs; such short runs on a few scenes are a smoke test '
-        'of the transfer, not a measurement of it.', '',
+        'of the transfer, not a measurement of it.', '', *object_lines,
         '## Figures', '']
     for title, name, note in figures:
         if name:
@@ -188,6 +235,7 @@ def write_report(out: Path, stages: Sequence[Any], sizes: Mapping[str, Any],
         f'  VoteNet mAP@0.25 / @0.5   scratch: {_fmt(det["scratch"]["0.25"]["map"])} / '
         f'{_fmt(det["scratch"]["0.50"]["map"])}   pre-trained: '
         f'{_fmt(det["pretrained"]["0.25"]["map"])} / {_fmt(det["pretrained"]["0.50"]["map"])}',
+        *([object_summary] if object_summary else []),
         f'  report: {report / "report.md"}',
         f'  figures: {", ".join(n for _, n, _ in figures if n)}', '=' * 72]
     return '\n'.join(summary)
