@@ -9,9 +9,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from mmdet3d.registry import MODELS
-from mmengine.config import Config
-from mmengine.logging import MMLogger
 from distill_builders import (
     REPO,
     VOTENET_CFG,
@@ -20,6 +17,9 @@ from distill_builders import (
     paired_batch,
     votenet_backbone,
 )
+from mmdet3d.registry import MODELS
+from mmengine.config import Config
+from mmengine.logging import MMLogger
 
 from concept_distill.checkpoint import (
     BackboneCheckpointError,

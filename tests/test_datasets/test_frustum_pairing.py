@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO_ROOT
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 from mmdet3d.registry import DATASETS
 from mmengine.config import Config
 

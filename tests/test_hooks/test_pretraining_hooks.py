@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from distill_builders import build_distiller, optim_wrapper_for
 from mmengine.config import Config
 from mmengine.logging import MessageHub, MMLogger
-from distill_builders import build_distiller, optim_wrapper_for
 
 from concept_distill.hooks import ConceptDistillHook
 
