@@ -471,8 +471,13 @@ def test_two_process_extraction_writes_the_one_process_cache(setup, tmp_path):
         env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert '"processes": 2' in proc.stdout
-    for name in ('global.npy', 'tokens.npy', 'valid.npy', 'digests.npy'):
+    for name in ('valid.npy', 'digests.npy'):
         np.testing.assert_array_equal(np.load(one / name), np.load(two / name), err_msg=name)
+    # Features: each row the same within one float16 step (the processes run other thread
+    # counts and batch splits, so float32 round-off may flip the last float16 bit).
+    for name in ('global.npy', 'tokens.npy'):
+        a, b = np.load(one / name).astype(np.float32), np.load(two / name).astype(np.float32)
+        np.testing.assert_allclose(a, b, rtol=2 ** -10, atol=1e-6, err_msg=name)
     assert json.loads((one / 'index.json').read_text()) == \
         json.loads((two / 'index.json').read_text())
 
