@@ -148,7 +148,11 @@ def main(out: str) -> None:
         record = run_steps(model, ddp, rank, world)
         torch.save(record, Path(out) / f'{name}_rank{rank}.pt')
     torch.save(gather_probe(rank), Path(out) / f'gather_rank{rank}.pt')
-    torch_dist.destroy_process_group()
+    torch_dist.barrier()
+    # Every record is written: leave without gloo's teardown, which was seen to hang at
+    # exit (both ranks' files complete, the processes never ending).
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == '__main__':
