@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 from conftest import REPO_ROOT
 from mmengine.config import Config
-from mmengine.logging import MessageHub
+from mmengine.logging import MessageHub, MMLogger
 from mmengine.runner import Runner
 
 from concept_distill.hooks import SkippedFramesHook
@@ -51,6 +51,9 @@ def _worker_warnings(text: str) -> Counter:
 
 
 def test_worker_skips_are_totalled_in_the_main_log(synthetic_root, tmp_path, capfd) -> None:
+    # The workers log through mmengine's current logger: make it a fresh one that prints, so
+    # a logger left by an earlier test (another level, no console) cannot hide their lines.
+    MMLogger.get_instance('test_skipped_frames_workers', log_level='INFO')
     loader = _loader(_broken_root(synthetic_root, tmp_path), num_workers=2)
     lines: list[str] = []
     logger = SimpleNamespace(warning=lines.append, info=lines.append)
