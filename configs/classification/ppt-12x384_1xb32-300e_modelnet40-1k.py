@@ -3,10 +3,3 @@
 #   python tools/test.py  <this config> <checkpoint> --cfg-options model.test_cfg.num_votes=10
 _base_ = ['./_base_/ppt-12x384_classifier.py', './_base_/modelnet40-1k.py',
           './_base_/object-finetune-300e.py']
-
-# The project runtime imports concept_distill; the object track's modules register on import.
-custom_imports = dict(
-    imports=['concept_distill', 'concept_distill.datasets.object_datasets',
-             'concept_distill.models.classification',
-             'concept_distill.evaluation.classification_metric'],
-    allow_failed_imports=False)

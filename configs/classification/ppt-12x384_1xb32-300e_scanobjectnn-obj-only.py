@@ -9,10 +9,3 @@ model = dict(num_classes=num_classes, backbone=dict(num_groups=128, group_size=3
 train_dataloader = dict(dataset=dict(variant=variant))
 val_dataloader = dict(dataset=dict(variant=variant))
 test_dataloader = val_dataloader
-
-# The project runtime imports concept_distill; the object track's modules register on import.
-custom_imports = dict(
-    imports=['concept_distill', 'concept_distill.datasets.object_datasets',
-             'concept_distill.models.classification',
-             'concept_distill.evaluation.classification_metric'],
-    allow_failed_imports=False)

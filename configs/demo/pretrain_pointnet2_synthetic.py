@@ -29,16 +29,17 @@ paired_loading = [
          occlusion_tol=0.1, min_points=512),
     dict(type='LoadTeacherFeatures', cache_dir=teacher_cache, tokens=True, teacher=teacher,
          preprocessing=image_preprocessing),
-    dict(type='GlobalAlignment', rotation_axis=2),
 ]
+# Training: mmdet3d's GlobalAlignment + RandomFlip3D + GlobalRotScaleTrans (the ScanNet
+# config's) fused into one affine map, same parameters and random draws (PairedPointAugment).
 train_pipeline = paired_loading + [
-    dict(type='RandomFlip3D', sync_2d=False, flip_ratio_bev_horizontal=0.5,
-         flip_ratio_bev_vertical=0.5),
-    dict(type='GlobalRotScaleTrans', rot_range=[-0.087266, 0.087266],
-         scale_ratio_range=[1.0, 1.0], shift_height=True),
+    dict(type='PairedPointAugment', align_rotation_axis=2, sync_2d=False,
+         flip_ratio_bev_horizontal=0.5, flip_ratio_bev_vertical=0.5,
+         rot_range=[-0.087266, 0.087266], scale_ratio_range=[1.0, 1.0], shift_height=True),
     dict(type='PackPairedInputs'),
 ]
-test_pipeline = paired_loading + [dict(type='PackPairedInputs')]
+test_pipeline = paired_loading + [dict(type='GlobalAlignment', rotation_axis=2),
+                                  dict(type='PackPairedInputs')]
 train_dataloader = dict(
     batch_size=8, num_workers=0, persistent_workers=False,
     dataset=dict(data_root=data_root, pipeline=train_pipeline))

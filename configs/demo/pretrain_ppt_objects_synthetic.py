@@ -49,5 +49,4 @@ default_hooks = dict(
     checkpoint=dict(_delete_=True, type='CheckpointHook', by_epoch=False, interval=max_iters,
                     max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)
-env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)

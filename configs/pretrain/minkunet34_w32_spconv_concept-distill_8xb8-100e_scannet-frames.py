@@ -55,10 +55,11 @@ paired_loading = [
     image_preprocessing,
     pairing,
 ]
+# mmdet3d's RandomFlip3D + GlobalRotScaleTrans with these parameters, fused into one affine
+# map (same random draws and points up to float32 round-off; PairedPointAugment).
 train_pipeline = paired_loading + [
-    dict(type='RandomFlip3D', sync_2d=False, flip_ratio_bev_horizontal=0.5,
-         flip_ratio_bev_vertical=0.5),
-    dict(type='GlobalRotScaleTrans', rot_range=[-3.14159265, 3.14159265],
+    dict(type='PairedPointAugment', sync_2d=False, flip_ratio_bev_horizontal=0.5,
+         flip_ratio_bev_vertical=0.5, rot_range=[-3.14159265, 3.14159265],
          scale_ratio_range=[0.9, 1.1], translation_std=[0.1, 0.1, 0.1]),
     dict(type='NormalizePointsColor', color_mean=None),
     dict(type='PackPairedInputs'),

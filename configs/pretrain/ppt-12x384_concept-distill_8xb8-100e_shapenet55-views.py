@@ -19,9 +19,6 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 
-# The object readers and LoadObjectPoints register with the object track's module.
-custom_imports = dict(imports=['concept_distill', 'concept_distill.datasets.object_datasets'],
-                      allow_failed_imports=False)
 
 # The model config's object-scale defaults (64 patches x 32 points over 1,024 points) fit
 # these clouds as they are. The points are xyz only; the adapter reads the same columns.

@@ -46,7 +46,51 @@ def test_recipe(path):
     if pretrained:
         assert init.type == 'Pretrained' and init.prefix == 'backbone.'
         assert [h.type for h in cfg.custom_hooks] == ['PretrainedBackboneCheckHook']
-    assert 'concept_distill.datasets.object_datasets' in cfg.custom_imports.imports
+
+
+def _types(node) -> set[str]:
+    """Every string `type` in a config tree (not init_cfg's: mmengine's weight initialisers)."""
+    if isinstance(node, dict):
+        own = {node['type']} if isinstance(node.get('type'), str) else set()
+        return own.union(*(_types(v) for k, v in node.items() if k != 'init_cfg'))
+    if isinstance(node, (list, tuple)):
+        return set().union(*(_types(v) for v in node))
+    return set()
+
+
+def test_custom_imports_alone_register_every_type() -> None:
+    """A fresh process that imports only a config's `custom_imports` (as mmengine does)
+    finds each type the config names in mmdet3d's registries."""
+    import json
+    import subprocess
+    import sys
+
+    wanted = {}
+    for path in CONFIGS:
+        cfg = _cfg(path)
+        keys = ('model', 'train_dataloader', 'val_dataloader', 'val_evaluator', 'custom_hooks')
+        wanted[path.name] = dict(imports=list(cfg.custom_imports.imports),
+                                 types=sorted(_types([cfg.get(k) for k in keys])))
+    code = '''import importlib, json, sys
+from mmdet3d.registry import DATA_SAMPLERS, DATASETS, HOOKS, METRICS, MODELS, TRANSFORMS
+from mmengine.registry import DefaultScope
+wanted = json.loads(sys.argv[1])
+missing = {}
+for name, w in wanted.items():
+    for m in w['imports']:
+        importlib.import_module(m)
+    with DefaultScope.overwrite_default_scope('mmdet3d'):
+        gone = [t for t in w['types'] if not any(r.get(t) for r in
+                (DATA_SAMPLERS, DATASETS, HOOKS, METRICS, MODELS, TRANSFORMS))]
+    if gone:
+        missing[name] = gone
+print(json.dumps(missing))
+'''
+    proc = subprocess.run([sys.executable, '-c', code, json.dumps(wanted)], capture_output=True,
+                          text=True, timeout=600, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {}
+    assert all(w['types'] for w in wanted.values())
 
 
 @pytest.fixture(scope='module')

@@ -1,4 +1,5 @@
-"""Transfer protocols: stratified label subsets, the linear probe, weight digests."""
+"""Transfer protocols: stratified label subsets, the linear probe, weight digests, BatchNorm
+recalibration after fine-tuning."""
 from __future__ import annotations
 
 import os
@@ -14,6 +15,7 @@ from concept_distill.transfer.protocols import (
     build_classifier,
     label_subset,
     linear_probe,
+    recalibrate_batchnorm,
     state_digest,
 )
 
@@ -80,3 +82,28 @@ def test_classifier_builds_outside_an_mmdet3d_scope() -> None:
                           timeout=300, env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == 'ObjectDataPreprocessor'
+
+
+def test_batchnorm_recalibration_gives_the_training_clouds_statistics() -> None:
+    """Stale running statistics are replaced by the averaged batch statistics of the final
+    weights' eval-mode activations on the training clouds; momentum and eval mode return."""
+    torch.manual_seed(0)
+    model = build_classifier(TINY, 3, seed=0)
+    points = torch.randn(12, 64, 3)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(bns) >= 2  # the patch embedding's and the head's
+    for bn in bns:
+        bn.running_mean.fill_(50.0)
+        bn.running_var.fill_(1e-4)
+    recalibrate_batchnorm(model, points, batch_size=4)
+    assert not model.training and all(bn.momentum == 0.1 for bn in bns)
+    head_bn = model.head[1]
+    with torch.no_grad():
+        pre_bn = model.head[0](model.extract_feat(points))  # eval mode: running statistics
+    batches = pre_bn.split(4)
+    mean = torch.stack([b.mean(0) for b in batches]).mean(0)
+    var = torch.stack([b.var(0, unbiased=True) for b in batches]).mean(0)
+    assert torch.allclose(head_bn.running_mean, mean, atol=1e-5)
+    assert torch.allclose(head_bn.running_var, var, rtol=1e-4, atol=1e-6)
+    assert all(bn.num_batches_tracked.item() == 3 for bn in bns)
+    assert all(float(bn.running_mean.abs().max()) < 50 for bn in bns)

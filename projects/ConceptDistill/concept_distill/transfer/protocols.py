@@ -113,6 +113,35 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 @torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, points: torch.Tensor, batch_size: int = 32) -> None:
+    """Re-estimate every BatchNorm's running statistics on the (unaugmented) training clouds
+    with the final weights ("precise BN"): one pass per BatchNorm, in module order, as a
+    cumulative average, with the layers before it already recalibrated and in eval mode, so
+    each one gets the statistics it sees at test time.
+
+    The exponential averages kept during a short fine-tune mix statistics of weights that
+    have since moved; for a backbone whose pooled features differ little between objects
+    (a random one), a head BatchNorm normalising with those stale statistics maps every test
+    cloud to one class (measured: 100% test accuracy with batch statistics, chance with the
+    running ones, after 60 steps). Only training clouds are read; no dropout runs."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    model.eval()
+    bs = max(2, min(batch_size, len(points)))
+    for bn in bns:
+        momentum = bn.momentum
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the pass
+        bn.train()
+        for i in range(0, len(points), bs):
+            chunk = points[i:i + bs]
+            if len(chunk) < 2:  # BatchNorm needs 2 samples: fold a last single cloud in
+                chunk = points[-bs:]
+            model.logits(chunk)
+        bn.momentum = momentum
+        bn.eval()
+
+
+@torch.no_grad()
 def accuracy(model: nn.Module, points: torch.Tensor, labels: torch.Tensor,
              batch_size: int = 64) -> float:
     """Overall accuracy of the classifier (eval mode) on clouds (N, P, 3)."""
@@ -128,7 +157,8 @@ def finetune(model: nn.Module, points: torch.Tensor, labels: torch.Tensor, seed:
     """Fine-tune the whole classifier for `steps` steps on (points, labels); returns losses.
 
     Batches are drawn epoch by epoch from a permutation seeded by `seed` (a set smaller than
-    the batch is one batch); BatchNorm needs at least 2 clouds per batch."""
+    the batch is one batch); BatchNorm needs at least 2 clouds per batch. The BatchNorm
+    statistics are then re-estimated on the training clouds (`recalibrate_batchnorm`)."""
     n = len(points)
     if n < 2:
         raise ValueError('fine-tuning needs at least 2 labelled objects')
@@ -153,8 +183,9 @@ def finetune(model: nn.Module, points: torch.Tensor, labels: torch.Tensor, seed:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         opt.step()
         losses.append(float(loss.detach()))
+    recalibrate_batchnorm(model, points, batch_size)
     return losses
 
 
 __all__ = ['POOL', 'accuracy', 'build_classifier', 'finetune', 'label_subset', 'linear_probe',
-           'pooled_features', 'state_digest']
+           'pooled_features', 'recalibrate_batchnorm', 'state_digest']
