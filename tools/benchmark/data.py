@@ -6,9 +6,12 @@ Prints markdown tables (and writes them with ``--out``):
    reduced DCT scale training uses, and at the teacher's size), against whole paired samples
    (points + image + depth, pairing, resize, 3D augmentation, packing) with the online
    teacher's pixels and with the cache (images not decoded), each with today's online
-   pairing and with pairs precomputed by `create_data.py pairs`; and the floor: reading the
-   kept points of one frame and its cached teacher row, nothing else. Also the preparation's
-   speed and the storage per frame against other encodings of the same pairs;
+   pairing and with pairs precomputed by `create_data.py pairs`, each 3D-augmented by
+   mmdet3d's chain (GlobalAlignment, RandomFlip3D, GlobalRotScaleTrans: "today") or by the
+   fused `PairedPointAugment` the pre-training configs use; and the floor: reading the kept
+   points of one frame and its cached teacher row, nothing else. Also the preparation's
+   speed, whether the paths give the same samples, and the storage per frame against other
+   encodings of the same pairs;
 2. one pre-training step (forward, backward, optimizer step) of the ConceptDistiller around
    VoteNet's PointNet2SASSG: with cached teacher features, with the online ViT-B/16 teacher,
    and the student alone (backbone + concept extractor, no teacher, no alignment loss), in
@@ -75,9 +78,16 @@ def _build_dataset(cfg, root: Path, pipeline: list):
 
 
 def _pipeline(cfg, precomputed: bool, cache: Path | None = None,
-              teacher_cfg: dict | None = None) -> list:
-    """The training pipeline: precomputed or online pairing; cached teacher when `cache`."""
+              teacher_cfg: dict | None = None, fused: bool = False) -> list:
+    """The training pipeline: precomputed or online pairing; cached teacher when `cache`;
+    mmdet3d's 3D augmentation chain, or PairedPointAugment with its parameters when `fused`."""
+    from concept_distill.datasets.transforms.paired_point_augment import (
+        fuse_point_augmentations,
+    )
+
     pipeline = copy.deepcopy(cfg.train_pipeline)
+    if fused:
+        pipeline = fuse_point_augmentations(pipeline)
     pipeline[0]['precomputed_pairs'] = precomputed
     if cache is not None:
         pipeline[1] = dict(type='LoadPairedImage', with_pixels=False, with_depth=True)
@@ -134,6 +144,11 @@ def throughput(cfg, root: Path, cache: Path, work: Path, teacher_cfg: dict,
     pre_img = _build_dataset(cfg, root, _pipeline(cfg, True))
     online_cache = _build_dataset(cfg, root, _pipeline(cfg, False, cache, teacher_cfg))
     pre_cache = _build_dataset(cfg, root, _pipeline(cfg, True, cache, teacher_cfg))
+    pre_img_fused = _build_dataset(cfg, root, _pipeline(cfg, True, fused=True))
+    online_cache_fused = _build_dataset(cfg, root, _pipeline(cfg, False, cache, teacher_cfg,
+                                                             fused=True))
+    pre_cache_fused = _build_dataset(cfg, root, _pipeline(cfg, True, cache, teacher_cfg,
+                                                          fused=True))
     # The precomputed pipeline up to pairing only: what the 3D augmentations and packing add.
     pre_pairing = _build_dataset(cfg, root, _pipeline(cfg, True, cache, teacher_cfg)[:4])
     paths = [online_img.get_data_info(i)['img_path'] for i in range(len(online_img))]
@@ -169,7 +184,9 @@ def throughput(cfg, root: Path, cache: Path, work: Path, teacher_cfg: dict,
         'decode': decode, 'draft': decode_draft, 'teacher_size': decode_teacher_size,
         'online_img': sample(online_img), 'pre_img': sample(pre_img),
         'online_cache': sample(online_cache), 'pre_cache': sample(pre_cache),
-        'pre_pairing': sample(pre_pairing), 'floor': floor_read}, args.samples, args.rounds)
+        'pre_pairing': sample(pre_pairing), 'floor': floor_read,
+        'pre_img_fused': sample(pre_img_fused), 'online_cache_fused': sample(online_cache_fused),
+        'pre_cache_fused': sample(pre_cache_fused)}, args.samples, args.rounds)
     r = rates
     return [
         ('JPEG decode alone, full size', r['decode'], ''),
@@ -182,10 +199,20 @@ def throughput(cfg, root: Path, cache: Path, work: Path, teacher_cfg: dict,
         ('online teacher, **precomputed pairs**', r['pre_img'],
          f"{r['pre_img'] / r['online_img']:.1f}x today; {r['teacher_size'] / r['pre_img']:.2f}x "
          "slower than decoding at the teacher's size"),
+        ('online teacher, precomputed pairs, **fused 3D aug**', r['pre_img_fused'],
+         f"{r['pre_img_fused'] / r['online_img']:.1f}x today; "
+         f"{r['teacher_size'] / r['pre_img_fused']:.2f}x slower than decoding at the teacher's "
+         'size'),
         ('cached teacher, online pairing (today: image not decoded)', r['online_cache'], ''),
+        ('cached teacher, online pairing, fused 3D aug', r['online_cache_fused'],
+         f"{r['online_cache_fused'] / r['online_cache']:.1f}x today"),
         ('cached teacher, **precomputed pairs**', r['pre_cache'],
          f"{r['pre_cache'] / r['online_cache']:.1f}x today; "
          f"{r['floor'] / r['pre_cache']:.1f}x slower than the floor"),
+        ('cached teacher, **precomputed pairs, fused 3D aug** (the pre-training configs)',
+         r['pre_cache_fused'],
+         f"{r['pre_cache_fused'] / r['online_cache']:.1f}x today; "
+         f"{r['floor'] / r['pre_cache_fused']:.1f}x slower than the floor"),
         ('cached teacher, precomputed pairs, loading + pairing only (no 3D aug, no packing)',
          r['pre_pairing'], f"{r['floor'] / r['pre_pairing']:.1f}x slower than the floor"),
         (f'floor: read the {args.num_points} points of one frame (one file) + its cached '
@@ -297,6 +324,24 @@ def _same_pairs(cfg, root: Path, seed: int = 0) -> bool:
     return True
 
 
+def _fused_difference(cfg, root: Path, seed: int = 0) -> float:
+    """Largest |fused - chain| over the packed points of every frame, same seed (pixels and
+    images must be equal)."""
+    chain = _build_dataset(cfg, root, _pipeline(cfg, True))
+    fused = _build_dataset(cfg, root, _pipeline(cfg, True, fused=True))
+    worst = 0.0
+    for i in range(len(chain)):
+        np.random.seed(seed + i)
+        a = chain[i]
+        np.random.seed(seed + i)
+        b = fused[i]
+        if not (torch.equal(a['inputs']['img'], b['inputs']['img'])
+                and torch.equal(a['data_samples'].pixel_uv, b['data_samples'].pixel_uv)):
+            return float('inf')
+        worst = max(worst, (a['inputs']['points'] - b['inputs']['points']).abs().max().item())
+    return worst
+
+
 def data_tables(cfg, root: Path, cache: Path, work: Path, teacher_cfg: dict, args) -> list:
     """The data section: pairs preparation, throughput, storage (markdown lines)."""
     from concept_distill.datasets.converters.frame_pairing import precompute_frame_pairs
@@ -307,6 +352,7 @@ def data_tables(cfg, root: Path, cache: Path, work: Path, teacher_cfg: dict, arg
     prep = precompute_frame_pairs(str(root), workers=1)
     prep_s = time.perf_counter() - t0
     same = _same_pairs(cfg, root)
+    fused_diff = _fused_difference(cfg, root)
     torch.set_num_threads(1)  # dataloader workers run single-threaded
     rows = throughput(cfg, root, cache, work, teacher_cfg, args)
     st = storage(_build_dataset(cfg, root, _pipeline(cfg, True)), root)
@@ -316,7 +362,9 @@ def data_tables(cfg, root: Path, cache: Path, work: Path, teacher_cfg: dict, arg
     lines += ['', f"Pairs preparation (`create_data.py pairs`, 1 thread): {prep['frames']} "
               f'frames in {prep_s:.2f} s ({prep["frames"] / prep_s:.0f} frames/s). Online and '
               f'precomputed samples identical on every frame (same seed): '
-              f'{"yes" if same else "NO"}.', '',
+              f'{"yes" if same else "NO"}. Fused 3D aug against the chain (same seed, every '
+              f'frame): images and pixels identical, points within {fused_diff:.2e} '
+              '(float32 round-off).', '',
               f"| storage per frame (mean over {st['frames']} frames: "
               f"{st['mean_visible']:.0f} of {st['mean_scene_points']:.0f} points visible) "
               '| bytes | pixel error (px) |', '| --- | ---: | ---: |',

@@ -5,8 +5,9 @@ from concept_distill.datasets.transforms.load_paired_image import LoadPairedImag
 from concept_distill.datasets.transforms.load_scene_points import LoadScenePoints
 from concept_distill.datasets.transforms.load_teacher_features import LoadTeacherFeatures
 from concept_distill.datasets.transforms.pack_paired_inputs import PackPairedInputs
+from concept_distill.datasets.transforms.paired_point_augment import PairedPointAugment
 from concept_distill.datasets.transforms.random_cuboid import RandomCuboid3D
 from concept_distill.datasets.transforms.resize_crop_for_teacher import ResizeCropForTeacher
 
 __all__ = ['FrustumPointPairing', 'LoadPairedImage', 'LoadScenePoints', 'LoadTeacherFeatures',
-           'PackPairedInputs', 'RandomCuboid3D', 'ResizeCropForTeacher']
+           'PackPairedInputs', 'PairedPointAugment', 'RandomCuboid3D', 'ResizeCropForTeacher']
