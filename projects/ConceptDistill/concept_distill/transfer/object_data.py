@@ -18,6 +18,8 @@ import torch
 
 MODELNET_DIR = 'modelnet40_normal_resampled'
 VIEWS_SUBDIR = Path('ShapeNet55') / 'shapenet_views'
+# The output-guard record of a downstream root (``.create_data.json``) names this command.
+DOWNSTREAM_COMMAND = 'transfer-downstream'
 
 
 @dataclass
@@ -61,10 +63,10 @@ def create_downstream_root(out_dir: str | os.PathLike, classes: Sequence[str],
                            num_views: int = 4, image_size: int = 128) -> Path:
     """Synthetic objects (instances of `seed`) as ModelNet40 clouds plus their rendered views.
 
-    An existing root is reused only when its summary (``downstream.json``) says it was made
-    with the same arguments; another one is an error, never overwritten."""
-    import json
-
+    Written under the converters' output guard (``output_guard.run_guarded``): a root made
+    with the same arguments is reused, anything else in a non-empty folder is an error,
+    never overwritten, and the record is written last, so a killed run is not reused."""
+    from concept_distill.datasets.converters.output_guard import run_guarded
     from concept_distill.datasets.converters.synthetic.synthetic_objects import (
         create_synthetic_objects,
     )
@@ -73,21 +75,10 @@ def create_downstream_root(out_dir: str | os.PathLike, classes: Sequence[str],
     args = dict(classes=list(classes), num_per_class=num_per_class,
                 test_per_class=test_per_class, seed=seed, num_views=num_views,
                 image_size=image_size)
-    stamp = out / 'downstream.json'
-    if stamp.is_file():
-        if json.loads(stamp.read_text()).get('args') != args:
-            raise FileExistsError(f'{out} holds downstream objects made with other arguments '
-                                  f'({stamp}); choose another folder')
-        return out
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f'{out} is not empty and is not a downstream root; choose '
-                              f'another folder')
-    summary = create_synthetic_objects(out, num_per_class=num_per_class,
-                                       test_per_class=test_per_class, val_per_class=0,
-                                       seed=seed, classes=classes,
-                                       layouts=('modelnet40', 'shapenet55'),
-                                       num_views=num_views, image_size=image_size)
-    stamp.write_text(json.dumps(dict(args=args, summary=summary), indent=1))
+    run_guarded(out, DOWNSTREAM_COMMAND, args, False, lambda: create_synthetic_objects(
+        out, num_per_class=num_per_class, test_per_class=test_per_class, val_per_class=0,
+        seed=seed, classes=classes, layouts=('modelnet40', 'shapenet55'),
+        num_views=num_views, image_size=image_size))
     return out
 
 
@@ -118,5 +109,5 @@ def teacher_embeddings(teacher: torch.nn.Module, views_dir: str | os.PathLike,
     return torch.stack(out).numpy()
 
 
-__all__ = ['MODELNET_DIR', 'VIEWS_SUBDIR', 'ObjectSplit', 'create_downstream_root',
-           'load_object_split', 'teacher_embeddings', 'view_folders']
+__all__ = ['DOWNSTREAM_COMMAND', 'MODELNET_DIR', 'VIEWS_SUBDIR', 'ObjectSplit',
+           'create_downstream_root', 'load_object_split', 'teacher_embeddings', 'view_folders']

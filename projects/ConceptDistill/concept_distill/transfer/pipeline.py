@@ -7,7 +7,6 @@ renders seed 1000, pre-training objects seed 2000, downstream objects seed 3000.
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ from concept_distill.transfer.benchmark import (
     run_transfer,
     write_table,
 )
-from concept_distill.transfer.object_data import create_downstream_root
+from concept_distill.transfer.object_data import DOWNSTREAM_COMMAND, create_downstream_root
 from concept_distill.transfer.render_teacher import (
     RENDER_TEACHER_ARCH,
     RENDER_TEACHER_MODEL,
@@ -73,11 +72,14 @@ def train_teacher_on_renders(out: str | os.PathLike, work_dir: str | os.PathLike
 
 
 def downstream_seed(objects_root: str | os.PathLike) -> int | None:
-    """The data seed recorded in a downstream root's ``downstream.json`` (None without one)."""
-    stamp = Path(objects_root) / 'downstream.json'
-    if not stamp.is_file():
+    """The data seed recorded in a downstream root's output-guard record (None for a root
+    this module did not make)."""
+    from concept_distill.datasets.converters.output_guard import MANIFEST, read_json
+
+    record = read_json(Path(objects_root) / MANIFEST) or {}
+    if record.get('command') != DOWNSTREAM_COMMAND:
         return None
-    return json.loads(stamp.read_text()).get('args', {}).get('seed')
+    return record.get('params', {}).get('seed')
 
 
 def transfer_pipeline(out_dir: str | os.PathLike, export: str | os.PathLike | None = None,

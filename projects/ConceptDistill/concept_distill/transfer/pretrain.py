@@ -7,7 +7,6 @@ and trains with tools/train.py; the run's ``backbone_latest.pth`` is the export.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -63,6 +62,7 @@ def pretrain_objects(config: str, work_dir: str | os.PathLike, teacher: Mapping,
                      num_views: int = 4, iters: int = 300, seed: int = 0,
                      cfg_options: Sequence[str] = ()) -> dict:
     """Pre-train on fresh synthetic objects with `teacher`; returns dict(export, ...)."""
+    from concept_distill.datasets.converters.output_guard import run_guarded
     from concept_distill.datasets.converters.synthetic.synthetic_objects import (
         create_synthetic_objects,
     )
@@ -72,18 +72,13 @@ def pretrain_objects(config: str, work_dir: str | os.PathLike, teacher: Mapping,
     work = Path(work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     data = work / f'objects_seed{data_seed}'
-    stamp = data / 'pretrain_objects.json'
     args = dict(classes=list(classes), num_per_class=num_per_class, seed=data_seed,
                 num_views=num_views)
-    if not stamp.is_file() or json.loads(stamp.read_text()) != args:
-        if data.exists() and any(data.iterdir()):
-            raise FileExistsError(f'{data} holds other pre-training objects; remove it or '
-                                  f'choose another --out-dir')
-        # One test object per class for the run's retrieval check; train = the rest.
-        create_synthetic_objects(data, num_per_class=num_per_class, test_per_class=1,
-                                 seed=data_seed, classes=classes, layouts=('shapenet55',),
-                                 num_views=num_views)
-        stamp.write_text(json.dumps(args))
+    # One test object per class for the run's retrieval check; train = the rest. Reused
+    # when made with the same arguments; other objects in the folder are an error.
+    run_guarded(data, 'transfer-pretrain-objects', args, False, lambda: create_synthetic_objects(
+        data, num_per_class=num_per_class, test_per_class=1, seed=data_seed, classes=classes,
+        layouts=('shapenet55',), num_views=num_views))
     teacher = {k: v for k, v in dict(teacher).items() if k != 'type'}
     size = teacher_image_size(teacher)
     derived = work / 'pretrain_config.py'

@@ -312,7 +312,9 @@ def create_teacher_views(out_dir: str | os.PathLike, classes: Sequence[str],
                          num_per_class: int, test_per_class: int, seed: int,
                          num_views: int = 4, image_size: int = 128) -> Path:
     """A ShapeNet-55 root of labelled renders for the teacher (instances of `seed`: pick a
-    seed no pre-training or evaluation root uses). Reused when made with the same arguments."""
+    seed no pre-training or evaluation root uses). Reused when made with the same arguments
+    (``output_guard.run_guarded``); any other non-empty folder is an error."""
+    from concept_distill.datasets.converters.output_guard import run_guarded
     from concept_distill.datasets.converters.synthetic.synthetic_objects import (
         create_synthetic_objects,
     )
@@ -321,20 +323,10 @@ def create_teacher_views(out_dir: str | os.PathLike, classes: Sequence[str],
     args = dict(classes=list(classes), num_per_class=num_per_class,
                 test_per_class=test_per_class, seed=seed, num_views=num_views,
                 image_size=image_size)
-    stamp = out / 'teacher_views.json'
-    if stamp.is_file():
-        if json.loads(stamp.read_text()).get('args') != args:
-            raise FileExistsError(f'{out} holds teacher views made with other arguments '
-                                  f'({stamp}); choose another folder')
-        return out / 'ShapeNet55'
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f'{out} is not empty and holds no teacher views; choose another '
-                              f'folder')
-    create_synthetic_objects(out, num_per_class=num_per_class, test_per_class=test_per_class,
-                             val_per_class=0, seed=seed, classes=classes,
-                             layouts=('shapenet55',), num_views=num_views,
-                             image_size=image_size)
-    stamp.write_text(json.dumps(dict(args=args), indent=1))
+    run_guarded(out, 'render-teacher-views', args, False, lambda: create_synthetic_objects(
+        out, num_per_class=num_per_class, test_per_class=test_per_class, val_per_class=0,
+        seed=seed, classes=classes, layouts=('shapenet55',), num_views=num_views,
+        image_size=image_size))
     return out / 'ShapeNet55'
 
 
