@@ -16,7 +16,7 @@ import json
 
 from concept_distill.datasets.converters.synthetic.objects import OBJECT_CLASSES
 from concept_distill.transfer.pipeline import (
-    DEMO_CLASSES,
+    BENCHMARK_CLASSES,
     TEACHER_DATA_SEED,
     train_teacher_on_renders,
 )
@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--work-dir', default='work_dirs/render_teacher',
                    help='where the rendered views are written (when --views-root is not given)')
     p.add_argument('--views-root', help='existing ShapeNet-55 root with shapenet_views/')
-    p.add_argument('--classes', nargs='+', default=list(DEMO_CLASSES),
+    p.add_argument('--classes', nargs='+', default=list(BENCHMARK_CLASSES),
                    choices=list(OBJECT_CLASSES))
     p.add_argument('--num-per-class', type=int, default=12)
     p.add_argument('--test-per-class', type=int, default=2)

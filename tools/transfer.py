@@ -16,7 +16,7 @@ import argparse
 
 from concept_distill.datasets.converters.synthetic.objects import OBJECT_CLASSES
 from concept_distill.transfer.pipeline import (
-    DEMO_CLASSES,
+    BENCHMARK_CLASSES,
     DOWNSTREAM_DATA_SEED,
     PRETRAIN_DATA_SEED,
     transfer_pipeline,
@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--teacher-model', help='open_clip model name of a CLIP weights file')
     p.add_argument('--objects-root', help='existing downstream root (modelnet40_normal_'
                                           'resampled/ + ShapeNet55/shapenet_views/)')
-    p.add_argument('--classes', nargs='+', default=list(DEMO_CLASSES),
+    p.add_argument('--classes', nargs='+', default=list(BENCHMARK_CLASSES),
                    choices=list(OBJECT_CLASSES))
     p.add_argument('--num-per-class', type=int, default=30)
     p.add_argument('--test-per-class', type=int, default=10)
