@@ -13,6 +13,7 @@ import torch
 from concept_distill.transfer.benchmark import check_goal
 from concept_distill.transfer.protocols import (
     build_classifier,
+    finetune,
     label_subset,
     linear_probe,
     recalibrate_batchnorm,
@@ -107,3 +108,21 @@ def test_batchnorm_recalibration_gives_the_training_clouds_statistics() -> None:
     assert torch.allclose(head_bn.running_var, var, rtol=1e-4, atol=1e-6)
     assert all(bn.num_batches_tracked.item() == 3 for bn in bns)
     assert all(float(bn.running_mean.abs().max()) < 50 for bn in bns)
+
+
+def test_finetune_depends_on_its_seed_only() -> None:
+    """Dropout draws come from the seed, not from whatever used the global RNG before."""
+    points = torch.randn(6, 64, 3)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+
+    def run(seed: int, disturb: int) -> dict:
+        torch.manual_seed(disturb)
+        torch.rand(disturb + 1)
+        model = build_classifier(TINY, 3, seed=0, dropout=0.5)
+        losses = finetune(model, points, labels, seed, steps=3, batch_size=4)
+        return dict(losses=losses, state=model.state_dict())
+
+    a, b, c = run(0, 1), run(0, 99), run(1, 1)
+    assert a['losses'] == b['losses']
+    assert all(torch.equal(a['state'][k], b['state'][k]) for k in a['state'])
+    assert a['losses'] != c['losses']

@@ -157,8 +157,17 @@ def finetune(model: nn.Module, points: torch.Tensor, labels: torch.Tensor, seed:
     """Fine-tune the whole classifier for `steps` steps on (points, labels); returns losses.
 
     Batches are drawn epoch by epoch from a permutation seeded by `seed` (a set smaller than
-    the batch is one batch); BatchNorm needs at least 2 clouds per batch. The BatchNorm
+    the batch is one batch); BatchNorm needs at least 2 clouds per batch. The global torch
+    RNG (dropout, the backbone's own sampling) is seeded with `seed` too, inside a forked RNG
+    state, so a run depends on its seed only, not on what ran before it. The BatchNorm
     statistics are then re-estimated on the training clouds (`recalibrate_batchnorm`)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _finetune(model, points, labels, seed, steps, batch_size, lr, weight_decay)
+
+
+def _finetune(model: nn.Module, points: torch.Tensor, labels: torch.Tensor, seed: int,
+              steps: int, batch_size: int, lr: float, weight_decay: float) -> list[float]:
     n = len(points)
     if n < 2:
         raise ValueError('fine-tuning needs at least 2 labelled objects')
