@@ -178,11 +178,11 @@ def plan(args: argparse.Namespace, out: Path) -> tuple[list[Stage], dict]:
     """The demo's commands (run from the repository root), sized by ``args.scale``, and
     what they use (sizes, paths, configs)."""
     s = args.scale
-    # Scale 1.0 takes ~10 min on 2 idle cores (the budget is 15); small scales keep a working
+    # Scale 1.0 took 16.6 min on 2 idle cores with 50 iterations (budget: about 15), so 40;
     # minimum (the smoke test runs 0.1: 3 scenes, 4 frames, 5 iterations, 1 VoteNet epoch).
     sizes = dict(num_scenes=max(3, round(10 * s)), val_scenes=max(1, round(3 * s)),
                  num_frames=max(4, round(12 * s)), points=40000,
-                 pretrain_iters=max(5, round(50 * s)), votenet_epochs=max(1, round(4 * s)))
+                 pretrain_iters=max(5, round(40 * s)), votenet_epochs=max(1, round(4 * s)))
     data_root = Path(args.data_root).resolve() if args.data_root else out / 'data'
     cache = out / 'teacher_cache'
     teacher_opts = [f'model.teacher.model_name={args.clip_model}']
